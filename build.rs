@@ -1,0 +1,15 @@
+//! Compiles the `.proto` files with `protox` (pure Rust), so `cargo build` needs no system
+//! `protoc` on a fresh machine.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/raft.proto",
+        "proto/cairn/v1/kv.proto",
+        "proto/cairn/v1/cluster.proto",
+    ];
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_fds(descriptors)?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

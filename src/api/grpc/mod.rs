@@ -1,0 +1,5 @@
+//! gRPC services, one per file; `serve` mounts them with the peer service.
+
+pub mod cluster;
+pub mod convert;
+pub mod kv;

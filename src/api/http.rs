@@ -1,0 +1,39 @@
+//! The HTTP side of a node: health, status as JSON, and a small dashboard page.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::grpc::convert::node_status;
+use crate::raft::Node;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/status", get(status))
+        .with_state(node)
+}
+
+async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let s = node_status(&node);
+    let members: Vec<_> = s
+        .members
+        .iter()
+        .map(|m| json!({"id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr, "voter": m.voter}))
+        .collect();
+    Json(json!({
+        "id": s.id, "role": s.role, "term": s.term, "leader": s.leader_id,
+        "last_log_index": s.last_log_index, "applied_index": s.applied_index,
+        "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
+        "grpc_addr": s.grpc_addr, "http_addr": s.http_addr, "members": members,
+    }))
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

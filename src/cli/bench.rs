@@ -1,0 +1,237 @@
+//! `cairn bench kv`: a closed-loop load generator (each client waits for its reply
+//! before sending again) reporting throughput and latency percentiles.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::client::{Client, ReadConsistency};
+
+/// Latency samples one client keeps; beyond it, samples are dropped (counts stay exact).
+const SAMPLES_PER_CLIENT_MAX: usize = 2_000_000;
+const BENCH_NAMESPACE: &str = "bench";
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Key-value puts and gets.
+    Kv(KvBenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Put,
+    Get,
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+#[derive(Debug, Args)]
+pub struct KvBenchArgs {
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    #[arg(long, value_enum, default_value_t = Op::Put)]
+    pub op: Op,
+    #[arg(long, value_enum, default_value_t = Consistency::Linearizable)]
+    pub consistency: Consistency,
+    /// Distinct keys the load spreads over.
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub target: String,
+    pub op: Op,
+    pub consistency: Consistency,
+    pub clients: usize,
+    pub value_size_bytes: usize,
+    pub duration_secs: f64,
+    pub ops: u64,
+    pub errors: u64,
+    pub ops_per_sec: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p90: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+}
+
+pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Kv(args) => {
+            let report = bench_kv(endpoints, &args).await?;
+            print_report(&report, args.json);
+            Ok(())
+        }
+    }
+}
+
+pub fn print_report(report: &BenchReport, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("reports always serialize")
+        );
+        return;
+    }
+    println!(
+        "{} {:?}/{:?} clients={} value={}B: {:.0} ops/s ({} ops, {} errors in {:.1}s) \
+         latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}",
+        report.target,
+        report.op,
+        report.consistency,
+        report.clients,
+        report.value_size_bytes,
+        report.ops_per_sec,
+        report.ops,
+        report.errors,
+        report.duration_secs,
+        report.latency_ms_p50,
+        report.latency_ms_p90,
+        report.latency_ms_p99,
+        report.latency_ms_max
+    );
+}
+
+async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    let setup = Client::connect(endpoints.iter().cloned())?;
+    match setup.create_namespace(BENCH_NAMESPACE).await {
+        Ok(()) | Err(crate::client::Error::AlreadyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let value = vec![b'x'; args.value_size];
+    if args.op != Op::Put {
+        for key in 0..args.keys {
+            setup
+                .put(BENCH_NAMESPACE, key_name(key).as_bytes(), &value)
+                .await?;
+        }
+    }
+    let duration = Duration::try_from_secs_f64(args.duration)?;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.clients);
+    for worker in 0..args.clients {
+        let client = Client::connect(endpoints.iter().cloned())?;
+        let (op, consistency, keys, value) = (args.op, args.consistency, args.keys, value.clone());
+        tasks.push(tokio::spawn(async move {
+            run_worker(
+                client,
+                worker as u64,
+                op,
+                consistency,
+                keys,
+                value,
+                started + duration,
+            )
+            .await
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (worker_samples, worker_errors) = task.await?;
+        samples.extend(worker_samples);
+        errors += worker_errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(report("cairn".into(), args, samples, errors, elapsed))
+}
+
+fn key_name(key: u64) -> String {
+    format!("key-{key:08}")
+}
+
+async fn run_worker(
+    client: Client,
+    worker: u64,
+    op: Op,
+    consistency: Consistency,
+    keys: u64,
+    value: Vec<u8>,
+    until: Instant,
+) -> (Vec<u32>, u64) {
+    let consistency = match consistency {
+        Consistency::Linearizable => ReadConsistency::Linearizable,
+        Consistency::Stale => ReadConsistency::Stale,
+    };
+    let mut samples = Vec::new();
+    let mut errors = 0u64;
+    let mut i = worker.wrapping_mul(7919);
+    while Instant::now() < until {
+        i = i.wrapping_add(1);
+        let key = key_name(i % keys.max(1));
+        let is_put = match op {
+            Op::Put => true,
+            Op::Get => false,
+            Op::Mixed => i % 2 == 0,
+        };
+        let start = Instant::now();
+        let ok = if is_put {
+            client
+                .put(BENCH_NAMESPACE, key.as_bytes(), &value)
+                .await
+                .is_ok()
+        } else {
+            client
+                .get_with(BENCH_NAMESPACE, key.as_bytes(), consistency)
+                .await
+                .is_ok()
+        };
+        if !ok {
+            errors += 1;
+            continue;
+        }
+        if samples.len() < SAMPLES_PER_CLIENT_MAX {
+            samples.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
+    (samples, errors)
+}
+
+/// Builds a report from latency samples in microseconds.
+pub fn report(
+    target: String,
+    args: &KvBenchArgs,
+    mut samples: Vec<u32>,
+    errors: u64,
+    elapsed: f64,
+) -> BenchReport {
+    samples.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i] as f64 / 1000.0
+    };
+    BenchReport {
+        target,
+        op: args.op,
+        consistency: args.consistency,
+        clients: args.clients,
+        value_size_bytes: args.value_size,
+        duration_secs: elapsed,
+        ops: samples.len() as u64,
+        errors,
+        ops_per_sec: samples.len() as f64 / elapsed.max(1e-9),
+        latency_ms_p50: pct(0.50),
+        latency_ms_p90: pct(0.90),
+        latency_ms_p99: pct(0.99),
+        latency_ms_max: pct(1.0),
+    }
+}

@@ -1,0 +1,61 @@
+//! The `cairn` command: one subcommand group per file.
+//!
+//! Data commands go through `crate::client`; only `server` wires `raft` and `api`
+//! together. Errors print one line on stderr and exit non-zero (see `main.rs`).
+
+pub mod bench;
+pub mod cluster;
+pub mod kv;
+pub mod server;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A Raft-replicated storage cluster: files, objects, key-value and queues"
+)]
+pub struct Cli {
+    /// gRPC addresses of any cluster nodes, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_ENDPOINTS",
+        default_value = "127.0.0.1:7400",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a cluster node.
+    Server(server::ServerArgs),
+    /// Key-value store: namespaces and keys.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// Cluster status and membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server::run(args).await,
+        Command::Kv(command) => kv::run(client(&cli.endpoints)?, command).await,
+        Command::Cluster(command) => cluster::run(client(&cli.endpoints)?, command).await,
+        Command::Bench(command) => bench::run(&cli.endpoints, command).await,
+    }
+}
+
+fn client(endpoints: &[String]) -> anyhow::Result<Client> {
+    Ok(Client::connect(endpoints.iter().cloned())?)
+}

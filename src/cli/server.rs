@@ -1,0 +1,167 @@
+//! `cairn server`: start a node from flags and/or a TOML config file, serve until
+//! SIGTERM/SIGINT, then shut down gracefully.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{parse_peers, Config};
+use crate::limits::SHUTDOWN_GRACE_MS_MAX;
+use crate::raft::types::NodeAddr;
+use crate::raft::Node;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with the same settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Single-node cluster that initializes itself (for trying cairn out).
+    #[arg(long)]
+    dev: bool,
+    #[arg(long)]
+    id: Option<u64>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    grpc_addr: Option<String>,
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// gRPC address of every initial member: `1=HOST:PORT,2=HOST:PORT,...`.
+    #[arg(long)]
+    peers: Option<String>,
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    #[arg(long)]
+    election_timeout_ms_min: Option<u64>,
+    #[arg(long)]
+    election_timeout_ms_max: Option<u64>,
+    /// Entries since the last snapshot that trigger a new one.
+    #[arg(long)]
+    snapshot_log_entries: Option<u64>,
+    /// Entries kept behind a snapshot.
+    #[arg(long)]
+    snapshot_log_entries_kept: Option<u64>,
+}
+
+fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    config.dev |= args.dev;
+    if let Some(v) = args.id {
+        config.id = v;
+    }
+    if let Some(v) = &args.data_dir {
+        config.data_dir = v.clone();
+    }
+    if let Some(v) = &args.grpc_addr {
+        config.grpc_addr = v.clone();
+    }
+    if let Some(v) = &args.http_addr {
+        config.http_addr = v.clone();
+    }
+    if let Some(v) = &args.peers {
+        config.peers = parse_peers(v).map_err(anyhow::Error::msg)?;
+    }
+    let overrides = [
+        (
+            args.heartbeat_interval_ms,
+            &mut config.heartbeat_interval_ms,
+        ),
+        (
+            args.election_timeout_ms_min,
+            &mut config.election_timeout_ms_min,
+        ),
+        (
+            args.election_timeout_ms_max,
+            &mut config.election_timeout_ms_max,
+        ),
+        (args.snapshot_log_entries, &mut config.snapshot_log_entries),
+        (
+            args.snapshot_log_entries_kept,
+            &mut config.snapshot_log_entries_kept,
+        ),
+    ];
+    for (flag, field) in overrides {
+        if let Some(v) = flag {
+            *field = v;
+        }
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = build_config(&args)?;
+    let grpc_listener = tokio::net::TcpListener::bind(&config.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+    let http_listener = tokio::net::TcpListener::bind(&config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
+    let addr = NodeAddr {
+        grpc_addr: config.grpc_addr.clone(),
+        http_addr: config.http_addr.clone(),
+    };
+    let node = Node::start(&config, addr).await?;
+    println!(
+        "cairn node {} listening: gRPC {} · HTTP http://{}/ (dashboard) · data in {}{}",
+        config.id,
+        config.grpc_addr,
+        config.http_addr,
+        config.data_dir.display(),
+        if config.dev {
+            " · dev mode (single node)"
+        } else {
+            ""
+        }
+    );
+    let (signalled_tx, signalled) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(true); // receivers live until the node stops
+    });
+    let mut serve_stop = signalled.clone();
+    let served = crate::api::serve(node.clone(), grpc_listener, http_listener, async move {
+        let _ = serve_stop.changed().await;
+    });
+    // After the signal, in-flight requests get a bounded grace period.
+    let mut grace_start = signalled;
+    let grace = async move {
+        let _ = grace_start.changed().await;
+        tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS_MAX)).await;
+    };
+    let result = tokio::select! {
+        result = served => result,
+        _ = grace => {
+            tracing::warn!("grace period over; stopping with requests in flight");
+            Ok(())
+        }
+    };
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

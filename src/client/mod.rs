@@ -1,0 +1,238 @@
+//! The Rust SDK: a cluster client that finds the leader, follows leader changes and
+//! retries transient failures without applying a write twice.
+//!
+//! Every write gets the client's next seq and carries it, with the lowest seq still
+//! unanswered, through every retry; the cluster's session table turns a retry into
+//! a replay of the first answer. At most `CLIENT_INFLIGHT_WRITES_MAX` writes are in
+//! flight per client (more wait), which keeps the cluster's per-client table bounded.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn::client::Error> {
+//! use cairn::client::{Client, PutOptions};
+//!
+//! let client = Client::connect(["127.0.0.1:7400", "127.0.0.1:7401"])?;
+//! client.create_namespace("settings").await?;
+//! let version = client.put("settings", b"theme", b"dark").await?;
+//! let value = client.get("settings", b"theme").await?.expect("just written");
+//! assert_eq!(value.value.as_ref(), b"dark");
+//! // Compare-and-swap: only succeeds if nobody wrote since `version`.
+//! client.put_with("settings", b"theme", b"light", PutOptions::if_version(version)).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod kv;
+mod retry;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub use error::Error;
+pub use kv::{KeyPage, ListOptions, Namespace, PutOptions, ReadConsistency, Value};
+pub use retry::Target;
+
+use crate::limits::{CLIENT_CALL_TIMEOUT_MS_DEFAULT, CLIENT_INFLIGHT_WRITES_MAX};
+use crate::proto::clients::{ClusterClient, KvClient};
+use crate::proto::v1;
+use retry::{Router, MESSAGE_BYTES_MAX};
+
+/// A handle to a cairn cluster. Cheap to clone; clones share one session.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    client_id: u64,
+    next_seq: AtomicU64,
+    unanswered: Mutex<BTreeSet<u64>>,
+    write_permits: Semaphore,
+    call_timeout: Duration,
+}
+
+/// Removes a seq from the unanswered set when its call ends, however it ends.
+struct SeqGuard<'a> {
+    inner: &'a Inner,
+    seq: u64,
+}
+
+impl Drop for SeqGuard<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .unanswered
+            .lock()
+            .expect("unanswered lock is never poisoned")
+            .remove(&self.seq);
+    }
+}
+
+impl Client {
+    /// A client for the cluster reachable at `endpoints` (gRPC `host:port` of any
+    /// nodes). Connects lazily; the first call finds the leader.
+    pub fn connect<I, S>(endpoints: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(Into::into)
+            .filter(|e| !e.is_empty())
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                router: Router::new(endpoints)?,
+                client_id: rand::random(),
+                next_seq: AtomicU64::new(1),
+                unanswered: Mutex::new(BTreeSet::new()),
+                write_permits: Semaphore::new(CLIENT_INFLIGHT_WRITES_MAX),
+                call_timeout: Duration::from_millis(CLIENT_CALL_TIMEOUT_MS_DEFAULT),
+            }),
+        })
+    }
+
+    /// The same client with another per-call deadline (retries included). Must be
+    /// called before the client is cloned.
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.call_timeout = call_timeout;
+        }
+        self
+    }
+
+    /// Runs a write with a fresh seq, retrying with the same tag.
+    async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(KvClient, v1::Session) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let inner = &self.inner;
+        let _permit = inner
+            .write_permits
+            .acquire()
+            .await
+            .expect("write semaphore is never closed");
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        inner
+            .unanswered
+            .lock()
+            .expect("unanswered lock is never poisoned")
+            .insert(seq);
+        let _guard = SeqGuard { inner, seq };
+        inner
+            .router
+            .call(Target::Leader, inner.call_timeout, |channel| {
+                let lowest = *inner
+                    .unanswered
+                    .lock()
+                    .expect("unanswered lock is never poisoned")
+                    .first()
+                    .unwrap_or(&seq);
+                let session = v1::Session {
+                    client_id: inner.client_id,
+                    seq,
+                    lowest_unanswered_seq: lowest,
+                };
+                let fut = attempt(kv_client(channel), session);
+                async move { fut.await.map(tonic::Response::into_inner) }
+            })
+            .await
+    }
+
+    async fn read<T, F, Fut>(&self, target: Target, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.inner
+            .router
+            .call(target, self.inner.call_timeout, |channel| {
+                let fut = attempt(kv_client(channel));
+                async move { fut.await.map(tonic::Response::into_inner) }
+            })
+            .await
+    }
+
+    /// Status of the node at `addr` (no retry, no redirect).
+    pub async fn node_status(&self, addr: &str) -> Result<v1::NodeStatus, Error> {
+        let channel = self.inner.router.channel(addr)?;
+        let mut client = ClusterClient::new(channel);
+        match tokio::time::timeout(self.inner.call_timeout, client.status(v1::StatusRequest {}))
+            .await
+        {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(Error::from_status(&status)),
+            Err(_) => Err(Error::Timeout(format!("{addr} did not answer"))),
+        }
+    }
+
+    /// Status of whichever node answers first among the endpoints.
+    pub async fn any_status(&self) -> Result<v1::NodeStatus, Error> {
+        self.inner
+            .router
+            .call(Target::Any, self.inner.call_timeout, |channel| async move {
+                ClusterClient::new(channel)
+                    .status(v1::StatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await
+    }
+
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        grpc_addr: &str,
+        http_addr: &str,
+    ) -> Result<v1::MembershipReply, Error> {
+        let request = v1::AddLearnerRequest {
+            id,
+            grpc_addr: grpc_addr.into(),
+            http_addr: http_addr.into(),
+        };
+        self.membership(move |mut c| {
+            let request = request.clone();
+            async move { c.add_learner(request).await }
+        })
+        .await
+    }
+
+    pub async fn promote(&self, id: u64) -> Result<v1::MembershipReply, Error> {
+        self.membership(move |mut c| async move { c.promote(v1::NodeIdRequest { id }).await })
+            .await
+    }
+
+    pub async fn remove_node(&self, id: u64) -> Result<v1::MembershipReply, Error> {
+        self.membership(move |mut c| async move { c.remove(v1::NodeIdRequest { id }).await })
+            .await
+    }
+
+    async fn membership<F, Fut>(&self, mut attempt: F) -> Result<v1::MembershipReply, Error>
+    where
+        F: FnMut(ClusterClient) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<tonic::Response<v1::MembershipReply>, tonic::Status>,
+        >,
+    {
+        // Membership changes can wait for a learner to catch up: allow longer.
+        let timeout = self.inner.call_timeout.max(Duration::from_secs(60));
+        self.inner
+            .router
+            .call(Target::Leader, timeout, |channel| {
+                let fut = attempt(ClusterClient::new(channel));
+                async move { fut.await.map(tonic::Response::into_inner) }
+            })
+            .await
+    }
+}
+
+fn kv_client(channel: tonic::transport::Channel) -> KvClient {
+    KvClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
+}

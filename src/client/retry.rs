@@ -1,0 +1,158 @@
+//! Finding the node that can answer, and retrying until it does.
+//!
+//! Every call has a deadline (`call_timeout`), at most `CLIENT_RETRIES_MAX`
+//! attempts, each bounded by `ATTEMPT_TIMEOUT_MS`, and capped exponential backoff
+//! between attempts that failed for lack of a node. A `NotLeader` hint is followed
+//! at once. Writes are retried by the caller's closure with the same session tag,
+//! so the state machine applies them once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+use super::error::Error;
+use crate::limits::{
+    CLIENT_BACKOFF_MS_MAX, CLIENT_BACKOFF_MS_MIN, CLIENT_RETRIES_MAX, GRPC_MESSAGE_BYTES_MAX,
+};
+
+/// One attempt may take this long before the SDK tries another node (a paused or
+/// partitioned node accepts connections but never answers).
+const ATTEMPT_TIMEOUT_MS: u64 = 3_000;
+
+/// Which node a call must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Writes and linearizable reads: the leader (any node works, followers
+    /// redirect or serve via read index, but the leader is one hop).
+    Leader,
+    /// Stale reads: whichever node; spread over the endpoints.
+    Any,
+}
+
+pub struct Router {
+    endpoints: Vec<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+    leader: Mutex<Option<String>>,
+    next_endpoint: AtomicUsize,
+}
+
+impl Router {
+    pub fn new(endpoints: Vec<String>) -> Result<Self, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::InvalidEndpoint(String::new()));
+        }
+        Ok(Router {
+            endpoints,
+            channels: Mutex::new(HashMap::new()),
+            leader: Mutex::new(None),
+            next_endpoint: AtomicUsize::new(rand::random::<u16>() as usize),
+        })
+    }
+
+    pub fn channel(&self, addr: &str) -> Result<Channel, Error> {
+        let mut channels = self
+            .channels
+            .lock()
+            .expect("channel map lock is never poisoned");
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let url = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(url)
+            .map_err(|_| Error::InvalidEndpoint(addr.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn pick(&self, target: Target) -> String {
+        if target == Target::Leader {
+            if let Some(leader) = self
+                .leader
+                .lock()
+                .expect("leader lock is never poisoned")
+                .clone()
+            {
+                return leader;
+            }
+        }
+        let i = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+        self.endpoints[i % self.endpoints.len()].clone()
+    }
+
+    fn set_leader(&self, leader: Option<String>) {
+        *self.leader.lock().expect("leader lock is never poisoned") = leader;
+    }
+
+    /// Runs `attempt` against suitable nodes until it succeeds, fails for good, or
+    /// the deadline passes.
+    pub async fn call<T, F, Fut>(
+        &self,
+        target: Target,
+        call_timeout: Duration,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + call_timeout;
+        let mut backoff = Duration::from_millis(CLIENT_BACKOFF_MS_MIN);
+        let mut last_error = Error::Unavailable("no attempt made".into());
+        for _ in 0..CLIENT_RETRIES_MAX {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout(format!(
+                    "deadline passed; last error: {last_error}"
+                )));
+            }
+            let addr = self.pick(target);
+            let channel = self.channel(&addr)?;
+            let limit = remaining.min(Duration::from_millis(ATTEMPT_TIMEOUT_MS));
+            let error = match tokio::time::timeout(limit, attempt(channel)).await {
+                Ok(Ok(value)) => {
+                    if target == Target::Leader {
+                        self.set_leader(Some(addr));
+                    }
+                    return Ok(value);
+                }
+                Ok(Err(status)) => Error::from_status(&status),
+                Err(_) => Error::Timeout(format!(
+                    "{addr} did not answer within {} ms",
+                    limit.as_millis()
+                )),
+            };
+            match &error {
+                Error::NotLeader {
+                    leader_addr: Some(leader),
+                } if leader != &addr => {
+                    self.set_leader(Some(leader.clone()));
+                }
+                e if e.is_retryable() => {
+                    self.set_leader(None);
+                    tokio::time::sleep(backoff.min(remaining)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(CLIENT_BACKOFF_MS_MAX));
+                }
+                _ => return Err(error),
+            }
+            last_error = error;
+        }
+        Err(Error::Unavailable(format!(
+            "gave up after {CLIENT_RETRIES_MAX} attempts; last error: {last_error}"
+        )))
+    }
+}
+
+/// The largest message the SDK sends or accepts.
+pub const MESSAGE_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX;

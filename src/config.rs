@@ -1,0 +1,156 @@
+//! A node's configuration: one struct from a TOML file, overridden by CLI flags.
+//!
+//! Every field has a unit in its name where it has one, a named default, and
+//! `validate` refuses contradictions at start with a message naming the fields.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::limits::{Limits, LOG_ENTRIES_SNAPSHOT_TRIGGER};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id; unique forever within the cluster (never reuse a removed id).
+    pub id: u64,
+    pub data_dir: PathBuf,
+    /// Address for clients and peers (gRPC).
+    pub grpc_addr: String,
+    /// Address for HTTP (dashboard, health, status).
+    pub http_addr: String,
+    /// gRPC address of every initial member, by id. All initial members are started
+    /// with the same map; the lowest id initializes the cluster once every peer
+    /// answers and none is initialized yet.
+    pub peers: BTreeMap<u64, String>,
+    /// Single-node cluster that initializes itself.
+    pub dev: bool,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    /// Entries since the last snapshot that trigger a new one.
+    pub snapshot_log_entries: u64,
+    /// Entries kept in the log behind a snapshot (lagging followers replay them
+    /// instead of fetching a snapshot).
+    pub snapshot_log_entries_kept: u64,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            data_dir: PathBuf::from("cairn-data"),
+            grpc_addr: "127.0.0.1:7400".into(),
+            http_addr: "127.0.0.1:7480".into(),
+            peers: BTreeMap::new(),
+            dev: false,
+            heartbeat_interval_ms: 150,
+            election_timeout_ms_min: 1_000,
+            election_timeout_ms_max: 2_000,
+            snapshot_log_entries: LOG_ENTRIES_SNAPSHOT_TRIGGER,
+            snapshot_log_entries_kept: 1_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id {id:?} is not a number"))?;
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("peer id {id} appears twice"));
+        }
+    }
+    Ok(peers)
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("id must be at least 1".into());
+        }
+        if self.election_timeout_ms_min <= 2 * self.heartbeat_interval_ms {
+            return Err(format!(
+                "election_timeout_ms_min ({}) must exceed twice heartbeat_interval_ms ({})",
+                self.election_timeout_ms_min, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_ms_max <= self.election_timeout_ms_min {
+            return Err(format!(
+                "election_timeout_ms_max ({}) must exceed election_timeout_ms_min ({})",
+                self.election_timeout_ms_max, self.election_timeout_ms_min
+            ));
+        }
+        if !self.dev && self.peers.is_empty() {
+            return Err("peers is empty: give --peers (or use --dev for a single node)".into());
+        }
+        if let Some(addr) = self.peers.get(&self.id) {
+            if addr != &self.grpc_addr {
+                return Err(format!(
+                    "peers lists node {} at {addr}, but grpc_addr is {}",
+                    self.id, self.grpc_addr
+                ));
+            }
+        }
+        if self.snapshot_log_entries == 0 {
+            return Err("snapshot_log_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn raft_config(&self) -> Result<openraft::Config, String> {
+        let config = openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_ms_min,
+            election_timeout_max: self.election_timeout_ms_max,
+            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: crate::limits::SNAPSHOT_PIECE_BYTES_MAX,
+            max_payload_entries: 256,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_log_entries),
+            max_in_snapshot_log_to_keep: self.snapshot_log_entries_kept,
+            replication_lag_threshold: self.snapshot_log_entries + self.snapshot_log_entries_kept,
+            purge_batch_size: 256,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_reject_duplicates() {
+        let peers = parse_peers("1=127.0.0.1:1, 2=127.0.0.1:2").unwrap();
+        assert_eq!(peers.get(&2).map(String::as_str), Some("127.0.0.1:2"));
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+        assert!(parse_peers("x=a:1").is_err());
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_heartbeats() {
+        let config = Config {
+            dev: true,
+            heartbeat_interval_ms: 600,
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("election_timeout_ms_min"), "{error}");
+    }
+}

@@ -1,0 +1,26 @@
+//! cairn: a Raft-replicated storage cluster — files, objects, key-value and queues
+//! in one binary.
+//!
+//! # Layout
+//! Dependencies point one way, left to right:
+//! `limits` → `state` → `raft` → `api` → `cli`; `proto` is shared; `client` (the
+//! SDK) uses only `proto`, `limits` and its own error codes.
+//! - [`limits`]: every bound, in one place.
+//! - [`config`]: a node's configuration (TOML + flags) and its validation.
+//! - [`disk`]: the node's sled database and how its writes become durable.
+//! - [`state`]: the replicated state machine (commands, apply, reads, snapshots).
+//! - [`raft`]: openraft wiring: log store, state-machine adapter, peer network,
+//!   group-commit proposer, batched read index, node start-up.
+//! - [`api`]: gRPC services, HTTP routes and the error mapping.
+//! - [`client`]: the Rust SDK.
+//! - [`cli`]: the `cairn` command.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod disk;
+pub mod limits;
+pub mod proto;
+pub mod raft;
+pub mod state;

@@ -1,0 +1,98 @@
+//! Every bound cairn enforces, in one place.
+//!
+//! Client-facing limits are `pub const` defaults gathered in [`Limits`], which the
+//! operator may override in the config file; internal bounds (queues, batches,
+//! retries) are plain constants. Each says what it bounds, why this number, and
+//! which error enforces it. Relations between them are checked at compile time.
+
+/// Largest KV key. Rejected with `LimitExceeded { field: "key" }`.
+pub const KV_KEY_BYTES_MAX: u64 = 32 * 1024;
+/// Largest KV value. Rejected with `LimitExceeded { field: "value" }`.
+pub const KV_VALUE_BYTES_MAX: u64 = 256 * 1024;
+/// Longest namespace name (characters from `[A-Za-z0-9._-]`).
+pub const NAME_CHARS_MAX: u64 = 128;
+/// Soft limit on the number of KV namespaces; creating one more is rejected.
+pub const NAMESPACES_MAX: u64 = 10_000;
+/// Largest page a key listing returns; larger `limit`s are clamped to it.
+pub const LIST_PAGE_KEYS_MAX: u32 = 10_000;
+/// Page size when the client gives no `limit`.
+pub const LIST_PAGE_KEYS_DEFAULT: u32 = 1_000;
+/// Largest TTL a key may carry (10 years): keeps `now + ttl` far from overflow.
+pub const KV_TTL_MS_MAX: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// Largest gRPC message either side accepts. Must hold the largest value plus its key
+/// and framing, and a bounded AppendEntries batch.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+const _: () =
+    assert!((KV_KEY_BYTES_MAX + KV_VALUE_BYTES_MAX) as usize * 2 < GRPC_MESSAGE_BYTES_MAX);
+
+/// Client commands the proposer packs into one Raft entry (group commit). Versions
+/// are `log_index << VERSION_POSITION_BITS | position`, so this must fit those bits.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
+/// Payload bytes the proposer packs into one Raft entry; a single larger command
+/// still travels alone.
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Low bits of a version that hold a command's position inside its entry.
+pub const VERSION_POSITION_BITS: u32 = 12;
+const _: () = assert!(BATCH_COMMANDS_MAX <= 1 << VERSION_POSITION_BITS);
+/// Requests waiting for the proposer; senders wait (backpressure) when it is full.
+pub const PROPOSAL_QUEUE_MAX: usize = 4096;
+/// Linearizable reads waiting for one shared read-index round.
+pub const READ_QUEUE_MAX: usize = 4096;
+
+/// Results kept per client above its lowest unanswered seq: a client may have at
+/// most this many writes in flight. More is rejected with `SessionWindowExceeded`.
+pub const SESSION_WINDOW_SEQS_MAX: u64 = 1024;
+/// Clients whose sessions the state machine keeps; the sweeper evicts the idlest.
+pub const SESSIONS_MAX: u64 = 100_000;
+/// A client idle this long loses its session (its retries can no longer be deduplicated).
+pub const SESSION_IDLE_MS_MAX: u64 = 60 * 60 * 1000;
+/// Items (expired keys, dropped-namespace keys, idle sessions) one sweep removes.
+pub const SWEEP_ITEMS_MAX: u64 = 1_000;
+/// How often the leader proposes a sweep.
+pub const SWEEP_INTERVAL_MS: u64 = 1_000;
+
+/// Records per sled batch when installing a snapshot: bounds memory on the receiver.
+pub const SNAPSHOT_INSTALL_BATCH_RECORDS: usize = 1_000;
+/// Bytes of one snapshot piece sent to a follower.
+pub const SNAPSHOT_PIECE_BYTES_MAX: u64 = 1024 * 1024;
+/// Log bytes appended since the last snapshot that trigger a new one (openraft's own
+/// policy counts entries only).
+pub const LOG_BYTES_SNAPSHOT_TRIGGER: u64 = 256 * 1024 * 1024;
+/// Entries appended since the last snapshot that trigger a new one.
+pub const LOG_ENTRIES_SNAPSHOT_TRIGGER: u64 = 10_000;
+
+/// Attempts the SDK makes for one call (leader changes, transport errors).
+pub const CLIENT_RETRIES_MAX: u32 = 30;
+/// Backoff between SDK attempts: starts here and doubles up to the cap.
+pub const CLIENT_BACKOFF_MS_MIN: u64 = 20;
+pub const CLIENT_BACKOFF_MS_MAX: u64 = 500;
+/// Default deadline for one SDK call, retries included.
+pub const CLIENT_CALL_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Writes one SDK client keeps in flight; stays below the session window.
+pub const CLIENT_INFLIGHT_WRITES_MAX: usize = 512;
+const _: () = assert!((CLIENT_INFLIGHT_WRITES_MAX as u64) < SESSION_WINDOW_SEQS_MAX);
+
+/// Time a node waits for in-flight requests after SIGTERM before it stops.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 5_000;
+
+/// Limits the operator may change in the config file (`[limits]`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Limits {
+    pub kv_key_bytes_max: u64,
+    pub kv_value_bytes_max: u64,
+    pub name_chars_max: u64,
+    pub namespaces_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            kv_key_bytes_max: KV_KEY_BYTES_MAX,
+            kv_value_bytes_max: KV_VALUE_BYTES_MAX,
+            name_chars_max: NAME_CHARS_MAX,
+            namespaces_max: NAMESPACES_MAX,
+        }
+    }
+}

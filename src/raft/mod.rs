@@ -1,0 +1,17 @@
+//! Replication: openraft wired to cairn's storage and network.
+//!
+//! `types` declares the type config; `log_store` and `sm_adapter` are the storage
+//! half; `peer_client` / `peer_service` the network half; `proposer` (group commit)
+//! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
+//! starts and stops it all. The API layer talks to `node` only.
+
+pub mod log_store;
+pub mod node;
+pub mod peer_client;
+pub mod peer_service;
+pub mod proposer;
+pub mod read_index;
+pub mod sm_adapter;
+pub mod types;
+
+pub use node::{Consistency, MemberInfo, Node, NodeError};

@@ -1,0 +1,411 @@
+//! A running node: Raft, storage, the proposer and read batcher, background workers.
+//!
+//! Owns start-up (open storage, start openraft, bootstrap a brand-new cluster),
+//! the write and read entry points the API layer calls, membership changes, and
+//! shutdown. Bootstrap safety: only a node whose peers are all reachable and all
+//! uninitialized initializes, and only the lowest id among them; a node that finds
+//! an initialized peer waits to be added instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{ChangeMembers, ServerState};
+use tokio::sync::{watch, Mutex};
+use tonic::transport::Channel;
+
+use super::log_store::{LogGrowth, LogStore};
+use super::peer_client::{connect_peer, PeerNetwork};
+use super::proposer::{now_ms, Committed, Proposer};
+use super::read_index::{ReadIndexBatcher, ReadIndexError};
+use super::sm_adapter::StateMachine;
+use super::types::{NodeAddr, NodeId, Raft, RaftMetrics};
+use crate::config::Config;
+use crate::disk::Disk;
+use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
+use crate::proto::raft::raft_peer_client::RaftPeerClient;
+use crate::proto::raft::RaftPayload;
+use crate::proto::v1::cluster_client::ClusterClient;
+use crate::state::{sweep, ClientCommand, Command, Store};
+
+/// How long a linearizable read waits for the local state to reach the read index.
+const READ_APPLY_WAIT_MS_MAX: u64 = 5_000;
+/// How long a follower waits for the leader's read index.
+const READ_INDEX_RPC_TIMEOUT_MS: u64 = 3_000;
+/// Pause between bootstrap probes of the peers.
+const BOOTSTRAP_PROBE_INTERVAL_MS: u64 = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("not the leader (leader: {leader_id:?})")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader: Option<NodeAddr>,
+    },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+impl From<ReadIndexError> for NodeError {
+    fn from(e: ReadIndexError) -> Self {
+        match e {
+            ReadIndexError::NotLeader { leader_id, leader } => {
+                NodeError::NotLeader { leader_id, leader }
+            }
+            ReadIndexError::Unavailable(m) => NodeError::Unavailable(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// One member as the status reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub addr: NodeAddr,
+    pub voter: bool,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub addr: NodeAddr,
+    pub raft: Raft,
+    pub store: Store,
+    pub limits: Limits,
+    pub proposer: Proposer,
+    pub reads: ReadIndexBatcher,
+    disk: Disk,
+    growth: Arc<LogGrowth>,
+    peer_clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Node {
+    /// Opens storage, starts Raft and the workers, and bootstraps if appropriate.
+    pub async fn start(config: &Config, addr: NodeAddr) -> anyhow::Result<Arc<Node>> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
+        let disk = Disk::open(&config.data_dir)?;
+        let growth = Arc::new(LogGrowth::default());
+        let log_store = LogStore::open(disk.clone(), growth.clone())?;
+        let state_machine = StateMachine::open(disk.clone(), growth.clone())?;
+        let store = state_machine.store().clone();
+        let raft = Raft::new(
+            config.id,
+            raft_config,
+            PeerNetwork,
+            log_store,
+            state_machine,
+        )
+        .await?;
+        let (stop, _) = watch::channel(false);
+        let node = Arc::new(Node {
+            id: config.id,
+            addr,
+            proposer: Proposer::spawn(raft.clone()),
+            reads: ReadIndexBatcher::spawn(raft.clone()),
+            raft,
+            store,
+            limits: config.limits.clone(),
+            disk,
+            growth,
+            peer_clients: Mutex::new(HashMap::new()),
+            stop,
+        });
+        node.bootstrap(config).await?;
+        tokio::spawn(sweep_worker(node.clone()));
+        tokio::spawn(snapshot_worker(node.clone()));
+        Ok(node)
+    }
+
+    async fn bootstrap(self: &Arc<Self>, config: &Config) -> anyhow::Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        if config.dev {
+            let members = BTreeMap::from([(self.id, self.addr.clone())]);
+            self.raft.initialize(members).await?;
+            return Ok(());
+        }
+        if config.peers.keys().next() == Some(&self.id) {
+            tokio::spawn(bootstrap_when_peers_ready(
+                self.clone(),
+                config.peers.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|id| id.index)
+            .unwrap_or(0)
+    }
+
+    /// Proposes a client write through the group-commit proposer (leader only).
+    pub async fn write(&self, command: ClientCommand) -> Committed {
+        self.ensure_leader()?;
+        self.proposer.propose(command).await
+    }
+
+    /// Fails fast with the leader's address when this node does not lead.
+    fn ensure_leader(&self) -> Result<(), NodeError> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state == ServerState::Leader {
+            return Ok(());
+        }
+        let leader_id = metrics.current_leader;
+        let leader = leader_id.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
+        });
+        Err(NodeError::NotLeader { leader_id, leader })
+    }
+
+    /// Waits until local state may serve a read of `consistency`; returns the
+    /// applied index the read will reflect.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<u64, NodeError> {
+        if consistency == Consistency::Stale {
+            return Ok(self.applied_index());
+        }
+        let read_index = if self.metrics().state == ServerState::Leader {
+            self.reads.read_index().await?
+        } else {
+            self.read_index_from_leader().await?
+        };
+        let wait = Duration::from_millis(READ_APPLY_WAIT_MS_MAX);
+        self.raft
+            .wait(Some(wait))
+            .applied_index_at_least(Some(read_index), "linearizable read")
+            .await
+            .map_err(|e| NodeError::Timeout(e.to_string()))?;
+        Ok(self.applied_index().max(read_index))
+    }
+
+    async fn read_index_from_leader(&self) -> Result<u64, NodeError> {
+        let leader = match self.ensure_leader() {
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) => leader,
+            _ => return Err(NodeError::Unavailable("no known leader".into())),
+        };
+        let mut client = self.peer_client(&leader.grpc_addr).await?;
+        let call = client.read_index(RaftPayload::default());
+        let reply = tokio::time::timeout(Duration::from_millis(READ_INDEX_RPC_TIMEOUT_MS), call)
+            .await
+            .map_err(|_| NodeError::Timeout("leader did not answer the read index request".into()))?
+            .map_err(|s| {
+                NodeError::Unavailable(format!("read index from leader: {}", s.message()))
+            })?;
+        let result: Result<u64, ReadIndexError> = bincode::deserialize(&reply.into_inner().data)
+            .map_err(|e| NodeError::Unavailable(format!("undecodable read index reply: {e}")))?;
+        Ok(result?)
+    }
+
+    async fn peer_client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, NodeError> {
+        let mut clients = self.peer_clients.lock().await;
+        if let Some(client) = clients.get(addr) {
+            return Ok(client.clone());
+        }
+        let client = connect_peer(addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        clients.insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, addr)| MemberInfo {
+                id: *id,
+                addr: addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+
+    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr) -> Result<u64, NodeError> {
+        self.ensure_leader()?;
+        let response = self
+            .raft
+            .add_learner(id, addr, true)
+            .await
+            .map_err(NodeError::from_write_error)?;
+        Ok(response.log_id.index)
+    }
+
+    pub async fn promote(&self, id: NodeId) -> Result<u64, NodeError> {
+        self.ensure_leader()?;
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        let response = self
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(NodeError::from_write_error)?;
+        Ok(response.log_id.index)
+    }
+
+    pub async fn remove(&self, id: NodeId) -> Result<u64, NodeError> {
+        self.ensure_leader()?;
+        let is_voter = self.members().iter().any(|m| m.id == id && m.voter);
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let response = self
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(NodeError::from_write_error)?;
+        Ok(response.log_id.index)
+    }
+
+    /// Stops Raft and the workers, then makes everything durable.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true); // no receiver left only means the workers already ended
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.disk.sync().await {
+            tracing::error!(error = %e, "final sync failed");
+        }
+    }
+}
+
+/// Probes the peers until the cluster is initialized (by us or by someone else).
+async fn bootstrap_when_peers_ready(node: Arc<Node>, peers: BTreeMap<u64, String>) {
+    let mut stop = node.stop.subscribe();
+    loop {
+        match node.raft.is_initialized().await {
+            Ok(false) => {}
+            _ => return,
+        }
+        if let Some(members) = probe_peers(&node, &peers).await {
+            match node.raft.initialize(members).await {
+                Ok(()) => tracing::info!("initialized a new cluster"),
+                Err(e) => tracing::warn!(error = %e, "initialize"),
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(BOOTSTRAP_PROBE_INTERVAL_MS)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The initial membership if every peer answers and none is initialized; `None`
+/// to try again later.
+async fn probe_peers(
+    node: &Node,
+    peers: &BTreeMap<u64, String>,
+) -> Option<BTreeMap<NodeId, NodeAddr>> {
+    let mut members = BTreeMap::new();
+    for (id, grpc_addr) in peers {
+        if *id == node.id {
+            members.insert(*id, node.addr.clone());
+            continue;
+        }
+        let mut client = ClusterClient::connect(format!("http://{grpc_addr}"))
+            .await
+            .ok()?;
+        let status = client
+            .status(crate::proto::v1::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        if !status.members.is_empty() {
+            tracing::info!(
+                peer = id,
+                "a peer is already initialized; waiting to be added"
+            );
+            return None;
+        }
+        members.insert(
+            *id,
+            NodeAddr {
+                grpc_addr: grpc_addr.clone(),
+                http_addr: status.http_addr,
+            },
+        );
+    }
+    Some(members)
+}
+
+/// While leading, proposes a sweep whenever there is something to sweep. Runs
+/// until shutdown.
+async fn sweep_worker(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(SWEEP_INTERVAL_MS)) => {}
+            _ = stop.changed() => return,
+        }
+        if node.metrics().state != ServerState::Leader {
+            continue;
+        }
+        match sweep::has_work(node.store.tree(), now_ms()) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep check");
+                continue;
+            }
+        }
+        let command = ClientCommand {
+            session: None,
+            command: Command::Sweep(sweep::Sweep {
+                items_max: SWEEP_ITEMS_MAX,
+            }),
+        };
+        if let Err(e) = node.proposer.propose(command).await {
+            tracing::debug!(error = %e, "sweep not proposed");
+        }
+    }
+}
+
+/// Triggers a snapshot when the log grew by `LOG_BYTES_SNAPSHOT_TRIGGER` bytes
+/// (openraft's own policy counts entries only). Runs until shutdown.
+async fn snapshot_worker(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let bytes = node.growth.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if bytes >= LOG_BYTES_SNAPSHOT_TRIGGER {
+            node.growth
+                .bytes
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = node.raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "snapshot trigger");
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Inbound Raft RPCs from peers: decode, hand to openraft, encode the result.
+//!
+//! Also answers `ReadIndex` for followers serving linearizable reads. Only cairn
+//! nodes call this service.
+
+use tonic::{Request, Response, Status};
+
+use super::read_index::ReadIndexBatcher;
+use super::types::Raft;
+use crate::proto::raft::raft_peer_server::RaftPeer;
+use crate::proto::raft::RaftPayload;
+
+pub struct PeerService {
+    raft: Raft,
+    reads: ReadIndexBatcher,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft, reads: ReadIndexBatcher) -> Self {
+        PeerService { raft, reads }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
+    bincode::deserialize(&request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    let data = bincode::serialize(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftPayload { data: data.into() }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let result = self.raft.append_entries(decode(request)?).await;
+        encode(&result)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let result = self.raft.vote(decode(request)?).await;
+        encode(&result)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let result = self.raft.install_snapshot(decode(request)?).await;
+        encode(&result)
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let result = self.reads.read_index().await;
+        encode(&result)
+    }
+}

@@ -1,0 +1,316 @@
+//! openraft's state-machine traits over `crate::state::Store`, plus snapshot files.
+//!
+//! Apply writes an entry batch's data, sessions, `last_applied` and membership in one
+//! atomic sled batch. It does not fsync: the entries are already durable in the log,
+//! and a restart re-applies whatever sled lost (apply is deterministic). The log is
+//! only purged behind a synced state (see `log_store::purge`).
+//!
+//! A snapshot is one file, `snapshots/current.snap`: a header with the openraft
+//! `SnapshotMeta`, then `state::snapshot` records. Building and installing take the
+//! apply gate, so a snapshot is a point-in-time view and never races an apply.
+//! Installing first makes the received file current, then loads it; a node that
+//! crashes mid-install reloads it at start (`recover`).
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use tokio::sync::Mutex;
+
+use super::log_store::LogGrowth;
+use super::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::disk::Disk;
+use crate::state::{keys, snapshot, Reply, Store};
+
+const META_LAST_APPLIED: &str = "raft_last_applied";
+const META_MEMBERSHIP: &str = "raft_membership";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSN1";
+/// Largest snapshot header (the membership is the only variable part).
+const SNAPSHOT_HEADER_BYTES_MAX: u32 = 1024 * 1024;
+const CURRENT_FILE: &str = "current.snap";
+const RECEIVING_FILE: &str = "receiving.snap";
+const BUILDING_FILE: &str = "building.snap";
+
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Store,
+    disk: Disk,
+    snapshots_dir: PathBuf,
+    /// Serializes apply with snapshot build and install (a consistent view).
+    gate: Arc<Mutex<()>>,
+    growth: Arc<LogGrowth>,
+}
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl StateMachine {
+    pub fn open(disk: Disk, growth: Arc<LogGrowth>) -> io::Result<Self> {
+        let snapshots_dir = disk.dir().join("snapshots");
+        std::fs::create_dir_all(&snapshots_dir)?;
+        let store = Store::open(&disk.db).map_err(io::Error::other)?;
+        let sm = StateMachine {
+            store,
+            disk,
+            snapshots_dir,
+            gate: Arc::new(Mutex::new(())),
+            growth,
+        };
+        sm.recover()?;
+        Ok(sm)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
+        match self.store.meta(name).map_err(io::Error::other)? {
+            Some(bytes) => bincode::deserialize(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
+            None => Ok(None),
+        }
+    }
+
+    fn last_applied(&self) -> io::Result<Option<LogId>> {
+        Ok(self.meta::<Option<LogId>>(META_LAST_APPLIED)?.flatten())
+    }
+
+    /// Finishes an install that a crash interrupted: the current snapshot is newer
+    /// than what the tree says it has applied.
+    fn recover(&self) -> io::Result<()> {
+        let path = self.snapshots_dir.join(CURRENT_FILE);
+        if !path.exists() {
+            return Ok(());
+        }
+        let meta = read_header(&mut std::fs::File::open(&path)?)?;
+        if meta.last_log_id > self.last_applied()? {
+            tracing::warn!(snapshot = ?meta.last_log_id, "reloading a snapshot whose install was interrupted");
+            load_snapshot_file(&self.store, &self.disk, &path, &meta)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_header(out: &mut impl Write, meta: &SnapshotMeta) -> io::Result<()> {
+    let header = bincode::serialize(meta).map_err(io::Error::other)?;
+    out.write_all(SNAPSHOT_MAGIC)?;
+    out.write_all(&(header.len() as u32).to_be_bytes())?;
+    out.write_all(&header)
+}
+
+/// Reads the header and leaves `input` at the first record.
+fn read_header(input: &mut impl Read) -> io::Result<SnapshotMeta> {
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if &magic != SNAPSHOT_MAGIC {
+        return Err(io::Error::other("not a cairn snapshot file"));
+    }
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > SNAPSHOT_HEADER_BYTES_MAX {
+        return Err(io::Error::other(format!(
+            "snapshot header of {len} bytes is too large"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    input.read_exact(&mut header)?;
+    bincode::deserialize(&header).map_err(io::Error::other)
+}
+
+/// Replaces the state with the snapshot at `path` and makes it durable.
+fn load_snapshot_file(
+    store: &Store,
+    disk: &Disk,
+    path: &Path,
+    meta: &SnapshotMeta,
+) -> io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    read_header(&mut file)?;
+    snapshot::load(store.tree(), file)?;
+    // The dump carries the builder's raft metadata; the meta is authoritative.
+    let tree = store.tree();
+    let last_applied = bincode::serialize(&meta.last_log_id).map_err(io::Error::other)?;
+    let membership = bincode::serialize(&meta.last_membership).map_err(io::Error::other)?;
+    tree.insert(keys::meta(META_LAST_APPLIED), last_applied)
+        .map_err(io::Error::other)?;
+    tree.insert(keys::meta(META_MEMBERSHIP), membership)
+        .map_err(io::Error::other)?;
+    disk.sync_blocking()
+}
+
+/// Renames `from` to `to` and syncs the directory, so the rename survives a crash.
+fn durable_rename(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    let dir = to
+        .parent()
+        .ok_or_else(|| io::Error::other("snapshot path has no directory"))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let _gate = self.gate.lock().await;
+        let last_log_id = self.last_applied().map_err(sm_read_err)?;
+        let last_membership: StoredMembership = self
+            .meta(META_MEMBERSHIP)
+            .map_err(sm_read_err)?
+            .unwrap_or_default();
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, rand::random::<u32>()),
+            None => format!("empty-{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let (store, disk, dir, header) = (
+            self.store.clone(),
+            self.disk.clone(),
+            self.snapshots_dir.clone(),
+            meta.clone(),
+        );
+        let building = dir.join(BUILDING_FILE);
+        let current = dir.join(CURRENT_FILE);
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            // The state must be on disk before the snapshot lets the log be purged.
+            disk.sync_blocking()?;
+            let mut file = std::fs::File::create(&building)?;
+            write_header(&mut file, &header)?;
+            snapshot::dump(store.tree(), &mut file)?;
+            file.sync_all()?;
+            durable_rename(&building, &current)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
+        self.growth.bytes.store(0, Ordering::Relaxed);
+        self.growth.entries.store(0, Ordering::Relaxed);
+        let file = tokio::fs::File::open(self.snapshots_dir.join(CURRENT_FILE))
+            .await
+            .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let applied = self.last_applied().map_err(sm_read_err)?;
+        let membership = self
+            .meta(META_MEMBERSHIP)
+            .map_err(sm_read_err)?
+            .unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let _gate = self.gate.lock().await;
+        let mut txn = self.store.txn();
+        let mut replies = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            let reply = match &entry.payload {
+                EntryPayload::Blank => Reply::default(),
+                EntryPayload::Normal(request) => self
+                    .store
+                    .apply_request(&mut txn, entry.log_id.index, request)
+                    .map_err(sm_write_err)?,
+                EntryPayload::Membership(membership) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
+                    let bytes = bincode::serialize(&stored).map_err(|e| sm_write_err(*e))?;
+                    txn.put(keys::meta(META_MEMBERSHIP), bytes);
+                    Reply::default()
+                }
+            };
+            last = Some(entry.log_id);
+            replies.push(reply);
+        }
+        if last.is_some() {
+            let bytes = bincode::serialize(&last).map_err(|e| sm_write_err(*e))?;
+            txn.put(keys::meta(META_LAST_APPLIED), bytes);
+        }
+        self.store.commit(txn).map_err(sm_write_err)?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snapshots_dir.join(RECEIVING_FILE);
+        let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let _gate = self.gate.lock().await;
+        let mut received = snapshot.into_std().await;
+        let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
+        let dir = self.snapshots_dir.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            received.flush()?;
+            received.sync_all()?;
+            received.seek(SeekFrom::Start(0))?;
+            let header = read_header(&mut received)?;
+            if header.last_log_id != meta_owned.last_log_id {
+                return Err(io::Error::other(
+                    "received snapshot does not match its meta",
+                ));
+            }
+            let current = dir.join(CURRENT_FILE);
+            durable_rename(&dir.join(RECEIVING_FILE), &current)?;
+            load_snapshot_file(&store, &disk, &current, &meta_owned)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let path = self.snapshots_dir.join(CURRENT_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let mut file = std::fs::File::open(&path).map_err(sm_read_err)?;
+        let meta = read_header(&mut file).map_err(sm_read_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(sm_read_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}

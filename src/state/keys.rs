@@ -1,0 +1,106 @@
+//! Byte layout of the state machine's single sled tree.
+//!
+//! One tree keeps every service's data so that one `sled::Batch` commits an apply
+//! batch atomically, `last_applied` included. The first byte says what a key holds;
+//! numbers are big-endian so byte order is numeric order.
+
+/// `M<name>`: state machine metadata (last applied log id, membership, counters).
+pub const META: u8 = b'M';
+/// `N<namespace name>` → `NamespaceRecord`.
+pub const NAMESPACE: u8 = b'N';
+/// `K<ns id><key>` → `ValueRecord`.
+pub const KV: u8 = b'K';
+/// `T<expires_at_ms><ns id><key>` → empty: TTL index for the sweeper.
+pub const TTL: u8 = b'T';
+/// `D<ns id>` → empty: a deleted namespace whose keys the sweeper still purges.
+pub const DROPPED: u8 = b'D';
+/// `C<client id>` → `ClientRecord`.
+pub const CLIENT: u8 = b'C';
+/// `S<client id><seq>` → stored outcome of that write.
+pub const SESSION_RESULT: u8 = b'S';
+/// `L<last_seen_ms><client id>` → empty: idle order of clients for expiry.
+pub const CLIENT_IDLE: u8 = b'L';
+
+pub fn meta(name: &str) -> Vec<u8> {
+    let mut k = vec![META];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn namespace(name: &str) -> Vec<u8> {
+    let mut k = vec![NAMESPACE];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn kv_prefix(ns_id: u64) -> Vec<u8> {
+    let mut k = vec![KV];
+    k.extend_from_slice(&ns_id.to_be_bytes());
+    k
+}
+
+pub fn kv(ns_id: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = kv_prefix(ns_id);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The user key inside a `kv` key.
+pub fn kv_user_key(full: &[u8]) -> &[u8] {
+    &full[9..]
+}
+
+pub fn ttl(expires_at_ms: u64, ns_id: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = vec![TTL];
+    k.extend_from_slice(&expires_at_ms.to_be_bytes());
+    k.extend_from_slice(&ns_id.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Splits a `ttl` key into `(expires_at_ms, ns_id, key)`; `None` if malformed.
+pub fn parse_ttl(full: &[u8]) -> Option<(u64, u64, &[u8])> {
+    if full.len() < 17 || full[0] != TTL {
+        return None;
+    }
+    let expires_at_ms = u64::from_be_bytes(full[1..9].try_into().ok()?);
+    let ns_id = u64::from_be_bytes(full[9..17].try_into().ok()?);
+    Some((expires_at_ms, ns_id, &full[17..]))
+}
+
+pub fn dropped(ns_id: u64) -> Vec<u8> {
+    let mut k = vec![DROPPED];
+    k.extend_from_slice(&ns_id.to_be_bytes());
+    k
+}
+
+pub fn client(client_id: u64) -> Vec<u8> {
+    let mut k = vec![CLIENT];
+    k.extend_from_slice(&client_id.to_be_bytes());
+    k
+}
+
+pub fn session_result(client_id: u64, seq: u64) -> Vec<u8> {
+    let mut k = session_results_prefix(client_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn session_results_prefix(client_id: u64) -> Vec<u8> {
+    let mut k = vec![SESSION_RESULT];
+    k.extend_from_slice(&client_id.to_be_bytes());
+    k
+}
+
+pub fn client_idle(last_seen_ms: u64, client_id: u64) -> Vec<u8> {
+    let mut k = vec![CLIENT_IDLE];
+    k.extend_from_slice(&last_seen_ms.to_be_bytes());
+    k.extend_from_slice(&client_id.to_be_bytes());
+    k
+}
+
+/// Reads the big-endian u64 at `offset`; `None` if the key is too short.
+pub fn u64_at(full: &[u8], offset: usize) -> Option<u64> {
+    let bytes = full.get(offset..offset + 8)?;
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}

@@ -1,0 +1,177 @@
+//! The replicated state machine: every service's data and the commands that change it.
+//!
+//! Owns the `Command` → `Response` contract and the store behind it (one sled tree,
+//! layout in `keys`). Apply is pure: it reads no clock, randomness or network; the
+//! leader stamps `now_ms` into each [`Request`]. Raft plumbing (log ids, membership
+//! encoding, snapshots on the wire) belongs to `crate::raft`; this module only knows
+//! sled, serde and `crate::limits`.
+
+pub mod error;
+pub mod keys;
+pub mod kv;
+pub mod sessions;
+pub mod snapshot;
+pub mod sweep;
+pub mod txn;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::Error;
+pub use txn::Txn;
+
+use crate::limits::VERSION_POSITION_BITS;
+
+/// One Raft entry's payload: a batch of client commands stamped with the leader's
+/// clock when the batch was proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub now_ms: u64,
+    pub commands: Vec<ClientCommand>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientCommand {
+    /// `None` for commands the cluster proposes itself (sweeps).
+    pub session: Option<SessionTag>,
+    pub command: Command,
+}
+
+/// The exactly-once tag of a client write (see `sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTag {
+    pub client_id: u64,
+    pub seq: u64,
+    pub lowest_unanswered_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Kv(kv::KvCommand),
+    Sweep(sweep::Sweep),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Kv(kv::KvResponse),
+    Swept { removed_count: u64 },
+}
+
+pub type Outcome = Result<Response, Error>;
+
+/// The Raft response of one entry: one outcome per command, in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Where a command sits in the log; gives every write a unique, growing version.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyContext {
+    pub now_ms: u64,
+    pub log_index: u64,
+    pub position: u64,
+}
+
+impl ApplyContext {
+    /// `log_index << 12 | position`: strictly increasing over the whole log.
+    pub fn version(&self) -> u64 {
+        (self.log_index << VERSION_POSITION_BITS) | self.position
+    }
+}
+
+/// A read failed: either the request was wrong or the disk was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Rejected(#[from] Error),
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+const META_CLOCK_MS: &str = "clock_ms";
+
+/// The state machine's data. Cheap to clone (sled handles are shared).
+#[derive(Clone)]
+pub struct Store {
+    tree: sled::Tree,
+}
+
+impl Store {
+    pub const TREE_NAME: &'static str = "state";
+
+    pub fn open(db: &sled::Db) -> sled::Result<Self> {
+        Ok(Store {
+            tree: db.open_tree(Self::TREE_NAME)?,
+        })
+    }
+
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub fn txn(&self) -> Txn<'_> {
+        Txn::new(&self.tree)
+    }
+
+    /// Commits an apply batch atomically (data, sessions and `last_applied` together).
+    pub fn commit(&self, txn: Txn<'_>) -> sled::Result<()> {
+        self.tree.apply_batch(txn.into_batch())
+    }
+
+    pub fn meta(&self, name: &str) -> sled::Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(keys::meta(name))?.map(|v| v.to_vec()))
+    }
+
+    /// Applies every command of one entry, in order.
+    pub fn apply_request(
+        &self,
+        txn: &mut Txn<'_>,
+        log_index: u64,
+        request: &Request,
+    ) -> sled::Result<Reply> {
+        // Leaders' clocks differ and batches may commit out of stamp order; the
+        // state machine's clock never goes back, so TTLs and session ages are monotonic.
+        let clock_key = keys::meta(META_CLOCK_MS);
+        let clock_ms = match txn.get(&clock_key)? {
+            Some(bytes) => decode::<u64>(&bytes)?,
+            None => 0,
+        };
+        let now_ms = request.now_ms.max(clock_ms);
+        if now_ms != clock_ms {
+            txn.put(clock_key, encode(&now_ms));
+        }
+        let mut outcomes = Vec::with_capacity(request.commands.len());
+        for (position, command) in request.commands.iter().enumerate() {
+            let ctx = ApplyContext {
+                now_ms,
+                log_index,
+                position: position as u64,
+            };
+            outcomes.push(sessions::apply_once(txn, ctx, command)?);
+        }
+        Ok(Reply { outcomes })
+    }
+}
+
+/// Executes one command (after the session check).
+pub(crate) fn execute(
+    txn: &mut Txn<'_>,
+    ctx: ApplyContext,
+    command: &Command,
+) -> sled::Result<Outcome> {
+    match command {
+        Command::Kv(cmd) => Ok(kv::apply(txn, ctx, cmd)?.map(Response::Kv)),
+        Command::Sweep(sweep) => sweep::apply(txn, ctx, sweep),
+    }
+}
+
+/// bincode helpers for records stored in the tree. A record that fails to decode
+/// is a corrupted store, reported as a storage error rather than a panic.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("in-memory records always serialize")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Result<T> {
+    bincode::deserialize(bytes)
+        .map_err(|e| sled::Error::Unsupported(format!("corrupt record: {e}")))
+}

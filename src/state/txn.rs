@@ -1,0 +1,101 @@
+//! A write set over the state machine's sled tree: reads see earlier writes of the
+//! same apply batch, and the whole batch commits as one atomic `sled::Batch`.
+//!
+//! sled transactions cannot range-scan, and a `sled::Batch` cannot be read back, so
+//! apply buffers its writes here. The set lives for one `apply` call, whose size
+//! openraft bounds, so it stays small.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+pub struct Txn<'a> {
+    tree: &'a sled::Tree,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Txn<'a> {
+    pub fn new(tree: &'a sled::Tree) -> Self {
+        Txn {
+            tree,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> sled::Result<Option<Vec<u8>>> {
+        match self.writes.get(key) {
+            Some(pending) => Ok(pending.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Up to `limit` live pairs whose key starts with `prefix`, in key order,
+    /// merging pending writes over the committed tree.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> sled::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        // Pending writes can hide at most `pending` committed keys, so reading
+        // `limit + pending` committed keys is always enough.
+        let pending: Vec<_> = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .collect();
+        for item in self.tree.scan_prefix(prefix).take(limit + pending.len()) {
+            let (k, v) = item?;
+            merged.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        for (k, v) in pending {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
+            .collect())
+    }
+
+    pub fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_sees_pending_writes_and_hides_pending_removes() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        tree.insert(b"p1", b"a").unwrap();
+        tree.insert(b"p2", b"b").unwrap();
+        tree.insert(b"q1", b"c").unwrap();
+        let mut txn = Txn::new(&tree);
+        txn.remove(b"p1".to_vec());
+        txn.put(b"p3".to_vec(), b"d".to_vec());
+        let got = txn.scan_prefix(b"p", 10).unwrap();
+        let keys: Vec<_> = got.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"p2".to_vec(), b"p3".to_vec()]);
+        assert_eq!(txn.get(b"p1").unwrap(), None);
+        assert_eq!(txn.get(b"p3").unwrap(), Some(b"d".to_vec()));
+        assert_eq!(txn.scan_prefix(b"p", 1).unwrap().len(), 1);
+    }
+}
