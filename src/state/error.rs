@@ -21,7 +21,11 @@ pub enum Error {
     },
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: String, reason: String },
-    #[error("version mismatch: expected {}, found {}", show_version(expected), show_version(current))]
+    #[error(
+        "version mismatch: expected {}, found {}",
+        show_version(expected),
+        show_version(current)
+    )]
     VersionMismatch {
         expected: Option<u64>,
         current: Option<u64>,

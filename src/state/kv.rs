@@ -80,7 +80,12 @@ pub fn validate_name(field: &str, name: &str, limits: &Limits) -> Result<(), Err
     }
     let chars = name.chars().count() as u64;
     if chars > limits.name_chars_max {
-        return Err(Error::limit(field, limits.name_chars_max, chars, "characters"));
+        return Err(Error::limit(
+            field,
+            limits.name_chars_max,
+            chars,
+            "characters",
+        ));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if !name.chars().all(allowed) {
@@ -101,6 +106,7 @@ pub fn validate_key(key: &[u8], limits: &Limits) -> Result<(), Error> {
             "key",
             limits.kv_key_bytes_max,
             key.len() as u64,
+            "bytes",
         ));
     }
     Ok(())
@@ -208,7 +214,12 @@ fn create_namespace(
     }
     let count = meta_u64(txn, META_NAMESPACE_COUNT)?;
     if count >= namespaces_max {
-        return Ok(Err(Error::limit("namespaces", namespaces_max, count + 1, "namespaces")));
+        return Ok(Err(Error::limit(
+            "namespaces",
+            namespaces_max,
+            count + 1,
+            "namespaces",
+        )));
     }
     // Ids start at 1 and are never reused, so a re-created namespace never sees
     // the not-yet-purged keys of its predecessor.
