@@ -124,7 +124,9 @@ impl Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_log_entries),
             max_in_snapshot_log_to_keep: self.snapshot_log_entries_kept,
             replication_lag_threshold: self.snapshot_log_entries + self.snapshot_log_entries_kept,
-            purge_batch_size: 256,
+            // Purging waits for a whole batch; keep it well below the snapshot
+            // interval so small intervals still purge.
+            purge_batch_size: (self.snapshot_log_entries / 4).clamp(1, 256),
             ..Default::default()
         };
         config.validate().map_err(|e| e.to_string())

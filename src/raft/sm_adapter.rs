@@ -266,7 +266,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
         let path = self.snapshots_dir.join(RECEIVING_FILE);
-        let file = tokio::fs::File::create(&path).await.map_err(snap_err)?;
+        // Read as well as write: install reads the header back from this handle.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
         Ok(Box::new(file))
     }
 
