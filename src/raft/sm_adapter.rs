@@ -35,6 +35,7 @@ const SNAPSHOT_HEADER_BYTES_MAX: u32 = 1024 * 1024;
 const CURRENT_FILE: &str = "current.snap";
 const RECEIVING_FILE: &str = "receiving.snap";
 const BUILDING_FILE: &str = "building.snap";
+const INSTALLING_FILE: &str = "installing.snap";
 
 #[derive(Clone)]
 pub struct StateMachine {
@@ -288,8 +289,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
         let dir = self.snapshots_dir.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            received.flush()?;
-            received.sync_all()?;
+            // Copy from the handle rather than renaming a known path: the handle is
+            // whatever openraft passes (normally our receiving file, but not always).
             received.seek(SeekFrom::Start(0))?;
             let header = read_header(&mut received)?;
             if header.last_log_id != meta_owned.last_log_id {
@@ -297,9 +298,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     "received snapshot does not match its meta",
                 ));
             }
+            received.seek(SeekFrom::Start(0))?;
+            let installing = dir.join(INSTALLING_FILE);
+            let mut copy = std::fs::File::create(&installing)?;
+            io::copy(&mut received, &mut copy)?;
+            copy.sync_all()?;
             let current = dir.join(CURRENT_FILE);
-            durable_rename(&dir.join(RECEIVING_FILE), &current)?;
-            load_snapshot_file(&store, &disk, &current, &meta_owned)
+            durable_rename(&installing, &current)?;
+            load_snapshot_file(&store, &disk, &current, &meta_owned)?;
+            match std::fs::remove_file(dir.join(RECEIVING_FILE)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
         })
         .await
         .map_err(snap_err)?

@@ -1,0 +1,32 @@
+//! openraft's storage conformance suite on cairn's log store and state machine.
+//! Method: `openraft::testing::Suite::test_all` builds a fresh store pair in a
+//! new temp dir for every case.
+
+use std::sync::Arc;
+
+use cairn::disk::Disk;
+use cairn::raft::log_store::{LogGrowth, LogStore};
+use cairn::raft::sm_adapter::StateMachine;
+use cairn::raft::types::{StorageError, TypeConfig};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageIOError;
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
+        let disk = Disk::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
+        let growth = Arc::new(LogGrowth::default());
+        let log =
+            LogStore::open(disk.clone(), growth.clone()).map_err(|e| StorageIOError::write(&e))?;
+        let sm = StateMachine::open(disk, growth).map_err(|e| StorageIOError::write(&e))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes() -> Result<(), StorageError> {
+    Suite::test_all(Builder)?;
+    Ok(())
+}
