@@ -178,7 +178,7 @@ async fn run_worker(
         let is_put = match op {
             Op::Put => true,
             Op::Get => false,
-            Op::Mixed => i % 2 == 0,
+            Op::Mixed => i.is_multiple_of(2),
         };
         let start = Instant::now();
         let ok = if is_put {

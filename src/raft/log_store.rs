@@ -10,6 +10,9 @@
 //!
 //! All write IO is serialized by openraft (it calls these methods one at a time).
 
+// openraft's traits fix `StorageError` (large) as the error type; helpers share it.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
