@@ -165,3 +165,37 @@ async fn a_paused_old_leader_never_serves_a_stale_linearizable_read() {
     );
     eprintln!("old leader answered {answered} of 50 reads, all fresh");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_serves_linearizable_reads_through_the_leaders_read_index() {
+    let cluster = three_nodes().await;
+    let leader = cluster.wait_for_leader(ELECTION_WAIT).await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id != leader)
+        .unwrap()
+        .grpc
+        .clone();
+    let mut raw = KvClient::connect(format!("http://{follower}"))
+        .await
+        .unwrap();
+    let client = cluster.client();
+    for i in 0..20u32 {
+        let value = format!("v{i}");
+        client.put("ns", b"fresh", value.as_bytes()).await.unwrap();
+        // Straight to the follower, right after the acknowledgement: a linearizable
+        // read must already see the write (the follower waits for the read index).
+        let request = v1::GetRequest {
+            namespace: "ns".into(),
+            key: Bytes::from_static(b"fresh"),
+            consistency: 0,
+        };
+        let reply = raw.get(request).await.unwrap().into_inner();
+        assert_eq!(
+            reply.value.as_ref(),
+            value.as_bytes(),
+            "follower read {i} was stale"
+        );
+    }
+}

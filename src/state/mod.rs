@@ -175,3 +175,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Resu
     bincode::deserialize(bytes)
         .map_err(|e| sled::Error::Unsupported(format!("corrupt record: {e}")))
 }
+
+#[cfg(test)]
+mod tests;
