@@ -34,6 +34,10 @@ pub struct Config {
     /// Entries kept in the log behind a snapshot (lagging followers replay them
     /// instead of fetching a snapshot).
     pub snapshot_log_entries_kept: u64,
+    /// TEST DOUBLE, NEVER IN PRODUCTION: linearizable reads skip the read index and
+    /// answer from local state, so a follower or a deposed leader serves stale data.
+    /// Exists so the chaos suite can prove its checker catches that bug.
+    pub unsafe_local_linearizable_reads: bool,
     pub limits: Limits,
 }
 
@@ -51,6 +55,7 @@ impl Default for Config {
             election_timeout_ms_max: 2_000,
             snapshot_log_entries: LOG_ENTRIES_SNAPSHOT_TRIGGER,
             snapshot_log_entries_kept: 1_000,
+            unsafe_local_linearizable_reads: false,
             limits: Limits::default(),
         }
     }

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::client::{Client, ReadConsistency};
 
 /// Latency samples one client keeps; beyond it, samples are dropped (counts stay exact).
-const SAMPLES_PER_CLIENT_MAX: usize = 2_000_000;
-const BENCH_NAMESPACE: &str = "bench";
+pub(super) const SAMPLES_PER_CLIENT_MAX: usize = 2_000_000;
+pub(super) const BENCH_NAMESPACE: &str = "bench";
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -33,8 +33,21 @@ pub enum Consistency {
     Stale,
 }
 
+/// The system `cairn bench kv` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Cairn,
+    /// An etcd v3 cluster at `--endpoints`, for comparisons (cluster/bench.sh);
+    /// needs a cairn built with `--features etcd-bench`.
+    Etcd,
+}
+
 #[derive(Debug, Args)]
 pub struct KvBenchArgs {
+    /// System to load: a cairn cluster, or an etcd one for comparison.
+    #[arg(long, value_enum, default_value_t = Target::Cairn)]
+    pub target: Target,
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
     /// Seconds to run.
@@ -73,7 +86,10 @@ pub struct BenchReport {
 pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Kv(args) => {
-            let report = bench_kv(endpoints, &args).await?;
+            let report = match args.target {
+                Target::Cairn => bench_kv(endpoints, &args).await?,
+                Target::Etcd => bench_etcd(endpoints, &args).await?,
+            };
             print_report(&report, args.json);
             Ok(())
         }
@@ -105,6 +121,19 @@ pub fn print_report(report: &BenchReport, as_json: bool) {
         report.latency_ms_p99,
         report.latency_ms_max
     );
+}
+
+#[cfg(feature = "etcd-bench")]
+async fn bench_etcd(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<BenchReport> {
+    super::bench_etcd::bench_kv(endpoints, args).await
+}
+
+#[cfg(not(feature = "etcd-bench"))]
+async fn bench_etcd(_endpoints: &[String], _args: &KvBenchArgs) -> anyhow::Result<BenchReport> {
+    anyhow::bail!(
+        "--target etcd needs a cairn built with the etcd load generator: \
+         cargo build --release --features etcd-bench (building it needs protoc)"
+    )
 }
 
 async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<BenchReport> {
@@ -152,7 +181,7 @@ async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<Be
     Ok(report("cairn".into(), args, samples, errors, elapsed))
 }
 
-fn key_name(key: u64) -> String {
+pub(super) fn key_name(key: u64) -> String {
     format!("key-{key:08}")
 }
 

@@ -116,10 +116,7 @@ async fn run_worker(
         let ok = if is_put {
             client.put(key, value.clone(), None).await.is_ok()
         } else {
-            client
-                .get(key, Some(get_options.clone()))
-                .await
-                .is_ok()
+            client.get(key, Some(get_options.clone())).await.is_ok()
         };
         if !ok {
             errors += 1;

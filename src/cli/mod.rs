@@ -4,6 +4,8 @@
 //! together. Errors print one line on stderr and exit non-zero (see `main.rs`).
 
 pub mod bench;
+#[cfg(feature = "etcd-bench")]
+mod bench_etcd;
 pub mod cluster;
 pub mod kv;
 pub mod server;

@@ -43,6 +43,10 @@ pub struct ServerArgs {
     /// Entries kept behind a snapshot.
     #[arg(long)]
     snapshot_log_entries_kept: Option<u64>,
+    /// Test double for the chaos suite: serve linearizable reads from local state
+    /// without a read index (unsafe; proves the checker catches stale reads).
+    #[arg(long, hide = true)]
+    unsafe_local_linearizable_reads: bool,
 }
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
@@ -55,6 +59,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     config.dev |= args.dev;
+    config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
     if let Some(v) = args.id {
         config.id = v;
     }

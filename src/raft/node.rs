@@ -85,6 +85,8 @@ pub struct Node {
     pub reads: ReadIndexBatcher,
     disk: Disk,
     growth: Arc<LogGrowth>,
+    /// See `Config::unsafe_local_linearizable_reads`.
+    unsafe_local_reads: bool,
     peer_clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     stop: watch::Sender<bool>,
 }
@@ -108,6 +110,9 @@ impl Node {
         )
         .await?;
         let (stop, _) = watch::channel(false);
+        if config.unsafe_local_linearizable_reads {
+            tracing::warn!("UNSAFE: linearizable reads are served from local state (test double)");
+        }
         let node = Arc::new(Node {
             id: config.id,
             addr,
@@ -118,6 +123,7 @@ impl Node {
             limits: config.limits.clone(),
             disk,
             growth,
+            unsafe_local_reads: config.unsafe_local_linearizable_reads,
             peer_clients: Mutex::new(HashMap::new()),
             stop,
         });
@@ -185,7 +191,7 @@ impl Node {
     /// Waits until local state may serve a read of `consistency`; returns the
     /// applied index the read will reflect.
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<u64, NodeError> {
-        if consistency == Consistency::Stale {
+        if consistency == Consistency::Stale || self.unsafe_local_reads {
             return Ok(self.applied_index());
         }
         let read_index = if self.metrics().state == ServerState::Leader {
