@@ -111,6 +111,7 @@ impl Config {
                 ));
             }
         }
+        self.limits.validate()?;
         if self.snapshot_log_entries == 0 {
             return Err("snapshot_log_entries must be at least 1".into());
         }

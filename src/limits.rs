@@ -78,12 +78,45 @@ pub const SHUTDOWN_GRACE_MS_MAX: u64 = 5_000;
 
 /// Limits the operator may change in the config file (`[limits]`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub kv_key_bytes_max: u64,
     pub kv_value_bytes_max: u64,
     pub name_chars_max: u64,
     pub namespaces_max: u64,
+}
+
+/// Ceiling for configured key and value limits: a command must fit one Raft entry
+/// batch, which sled keeps inline (see `disk.rs`).
+pub const KV_ENTRY_BYTES_CEILING: u64 = 1024 * 1024;
+const _: () = assert!(KV_ENTRY_BYTES_CEILING as usize <= BATCH_BYTES_MAX);
+
+impl Limits {
+    /// Refuses limits the storage cannot honour, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("kv_key_bytes_max", self.kv_key_bytes_max),
+            ("kv_value_bytes_max", self.kv_value_bytes_max),
+        ] {
+            if value == 0 || value > KV_ENTRY_BYTES_CEILING {
+                return Err(format!(
+                    "limits.{field} is {value}; it must be 1..={KV_ENTRY_BYTES_CEILING}"
+                ));
+            }
+        }
+        if self.kv_key_bytes_max + self.kv_value_bytes_max > KV_ENTRY_BYTES_CEILING {
+            return Err(format!(
+                "limits.kv_key_bytes_max + limits.kv_value_bytes_max must not exceed {KV_ENTRY_BYTES_CEILING}"
+            ));
+        }
+        if self.name_chars_max == 0 || self.name_chars_max > 1024 {
+            return Err(format!(
+                "limits.name_chars_max is {}; it must be 1..=1024",
+                self.name_chars_max
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {

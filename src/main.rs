@@ -13,7 +13,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = cairn::cli::run(cli).await {
-        eprintln!("error: {e}");
+        eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }

@@ -44,11 +44,13 @@ pub async fn serve(
         .add_service(ClusterServer::new(grpc::cluster::ClusterService::new(
             node.clone(),
         )));
+    // The builder's tcp_nodelay does not reach a listener we bind ourselves; without
+    // it, small replies wait ~40 ms for delayed ACKs.
+    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let mut grpc_stop = stop_rx.clone();
-    let grpc_task =
-        grpc.serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener), async move {
-            let _ = grpc_stop.changed().await; // the sender lives until shutdown
-        });
+    let grpc_task = grpc.serve_with_incoming_shutdown(incoming, async move {
+        let _ = grpc_stop.changed().await; // the sender lives until shutdown
+    });
     let mut http_stop = stop_rx;
     let http_task =
         axum::serve(http_listener, http::router(node)).with_graceful_shutdown(async move {

@@ -170,15 +170,12 @@ async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<Be
             .await
         }));
     }
-    let mut samples = Vec::new();
-    let mut errors = 0;
+    let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let (worker_samples, worker_errors) = task.await?;
-        samples.extend(worker_samples);
-        errors += worker_errors;
+        results.push(task.await?);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(report("cairn".into(), args, samples, errors, elapsed))
+    Ok(report_workers("cairn".into(), args, results, elapsed))
 }
 
 pub(super) fn key_name(key: u64) -> String {
@@ -193,13 +190,12 @@ async fn run_worker(
     keys: u64,
     value: Vec<u8>,
     until: Instant,
-) -> (Vec<u32>, u64) {
+) -> WorkerResult {
     let consistency = match consistency {
         Consistency::Linearizable => ReadConsistency::Linearizable,
         Consistency::Stale => ReadConsistency::Stale,
     };
-    let mut samples = Vec::new();
-    let mut errors = 0u64;
+    let mut result = WorkerResult::default();
     let mut i = worker.wrapping_mul(7919);
     while Instant::now() < until {
         i = i.wrapping_add(1);
@@ -222,14 +218,44 @@ async fn run_worker(
                 .is_ok()
         };
         if !ok {
-            errors += 1;
+            result.errors += 1;
             continue;
         }
-        if samples.len() < SAMPLES_PER_CLIENT_MAX {
-            samples.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        result.ops += 1;
+        if result.samples_us.len() < SAMPLES_PER_CLIENT_MAX {
+            result
+                .samples_us
+                .push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
         }
     }
-    (samples, errors)
+    result
+}
+
+/// What one closed-loop client measured.
+#[derive(Debug, Default)]
+pub struct WorkerResult {
+    /// Successful operations (exact, even when samples are capped).
+    pub ops: u64,
+    pub errors: u64,
+    /// Latency of successful operations, µs, up to `SAMPLES_PER_CLIENT_MAX`.
+    pub samples_us: Vec<u32>,
+}
+
+/// Builds a report from what every client measured; counts are exact even when
+/// latency samples were capped.
+pub fn report_workers(
+    target: String,
+    args: &KvBenchArgs,
+    results: Vec<WorkerResult>,
+    elapsed: f64,
+) -> BenchReport {
+    let ops: u64 = results.iter().map(|r| r.ops).sum();
+    let errors = results.iter().map(|r| r.errors).sum();
+    let samples = results.into_iter().flat_map(|r| r.samples_us).collect();
+    let mut report = report(target, args, samples, errors, elapsed);
+    report.ops = ops;
+    report.ops_per_sec = ops as f64 / elapsed.max(1e-9);
+    report
 }
 
 /// Builds a report from latency samples in microseconds.

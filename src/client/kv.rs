@@ -39,7 +39,7 @@ impl ReadConsistency {
 
     fn target(self) -> Target {
         match self {
-            ReadConsistency::Linearizable => Target::Leader,
+            ReadConsistency::Linearizable => Target::LeaderPreferred,
             ReadConsistency::Stale => Target::Any,
         }
     }
@@ -124,7 +124,7 @@ impl Client {
             consistency: ReadConsistency::Linearizable.proto(),
         };
         let reply = self
-            .read(Target::Leader, |mut c| async move {
+            .read(Target::LeaderPreferred, |mut c| async move {
                 c.list_namespaces(request).await
             })
             .await?;
@@ -144,7 +144,7 @@ impl Client {
             consistency: 0,
         };
         let reply = self
-            .read(Target::Leader, |mut c| {
+            .read(Target::LeaderPreferred, |mut c| {
                 let request = request.clone();
                 async move { c.get_namespace(request).await }
             })

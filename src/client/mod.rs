@@ -117,12 +117,18 @@ impl Client {
             .acquire()
             .await
             .expect("write semaphore is never closed");
-        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        inner
-            .unanswered
-            .lock()
-            .expect("unanswered lock is never poisoned")
-            .insert(seq);
+        // Allocate and register under one lock: otherwise a concurrent write could
+        // report a lowest unanswered seq above ours before ours is registered, and
+        // the cluster would forget our result.
+        let seq = {
+            let mut unanswered = inner
+                .unanswered
+                .lock()
+                .expect("unanswered lock is never poisoned");
+            let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+            unanswered.insert(seq);
+            seq
+        };
         let _guard = SeqGuard { inner, seq };
         inner
             .router

@@ -27,9 +27,11 @@ const ATTEMPT_TIMEOUT_MS: u64 = 3_000;
 /// Which node a call must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// Writes and linearizable reads: the leader (any node works, followers
-    /// redirect or serve via read index, but the leader is one hop).
+    /// Writes: only the leader accepts them; a success confirms who leads.
     Leader,
+    /// Linearizable reads: the leader is one hop, but a follower also answers
+    /// (through the leader's read index), so a success proves nothing about who leads.
+    LeaderPreferred,
     /// Stale reads: whichever node; spread over the endpoints.
     Any,
 }
@@ -77,7 +79,7 @@ impl Router {
     }
 
     fn pick(&self, target: Target) -> String {
-        if target == Target::Leader {
+        if target != Target::Any {
             if let Some(leader) = self
                 .leader
                 .lock()

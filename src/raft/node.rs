@@ -34,10 +34,16 @@ const READ_APPLY_WAIT_MS_MAX: u64 = 5_000;
 const READ_INDEX_RPC_TIMEOUT_MS: u64 = 3_000;
 /// Pause between bootstrap probes of the peers.
 const BOOTSTRAP_PROBE_INTERVAL_MS: u64 = 500;
+/// How long one bootstrap probe waits for a peer's answer.
+const BOOTSTRAP_PROBE_TIMEOUT_MS: u64 = 2_000;
+/// How long `promote` waits for a learner to catch up before refusing.
+const PROMOTE_CATCH_UP_WAIT_MS_MAX: u64 = 30_000;
+/// A learner within this many entries of the leader's log counts as caught up.
+const PROMOTE_LAG_ENTRIES_MAX: u64 = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeError {
-    #[error("not the leader (leader: {leader_id:?})")]
+    #[error("not the leader (leader: {})", leader_id.map_or("unknown".to_string(), |id| format!("node {id}")))]
     NotLeader {
         leader_id: Option<NodeId>,
         leader: Option<NodeAddr>,
@@ -104,7 +110,7 @@ impl Node {
         let raft = Raft::new(
             config.id,
             raft_config,
-            PeerNetwork,
+            PeerNetwork::default(),
             log_store,
             state_machine,
         )
@@ -266,6 +272,7 @@ impl Node {
 
     pub async fn promote(&self, id: NodeId) -> Result<u64, NodeError> {
         self.ensure_leader()?;
+        self.wait_learner_caught_up(id).await?;
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
         let response = self
             .raft
@@ -273,6 +280,41 @@ impl Node {
             .await
             .map_err(NodeError::from_write_error)?;
         Ok(response.log_id.index)
+    }
+
+    /// Waits (bounded) until the leader has replicated to `id` nearly all of its
+    /// log, so a promotion never adds a voter that would stall the quorum.
+    async fn wait_learner_caught_up(&self, id: NodeId) -> Result<(), NodeError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(PROMOTE_CATCH_UP_WAIT_MS_MAX);
+        loop {
+            let (last_log, matched) = {
+                let metrics = self.raft.metrics();
+                let metrics = metrics.borrow();
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned());
+                (metrics.last_log_index.unwrap_or(0), matched)
+            };
+            let matched = match matched {
+                Some(m) => m.map(|log_id| log_id.index).unwrap_or(0),
+                None => {
+                    return Err(NodeError::Rejected(format!(
+                        "node {id} is not a learner of this cluster"
+                    )))
+                }
+            };
+            if matched + PROMOTE_LAG_ENTRIES_MAX >= last_log {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::Rejected(format!(
+                    "node {id} has not caught up (at {matched} of {last_log}); try again later"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn remove(&self, id: NodeId) -> Result<u64, NodeError> {
@@ -337,13 +379,16 @@ async fn probe_peers(
             members.insert(*id, node.addr.clone());
             continue;
         }
-        let mut client = ClusterClient::connect(format!("http://{grpc_addr}"))
+        let probe = async {
+            let mut client = ClusterClient::connect(format!("http://{grpc_addr}"))
+                .await
+                .ok()?;
+            client.status(crate::proto::v1::StatusRequest {}).await.ok()
+        };
+        let timeout = Duration::from_millis(BOOTSTRAP_PROBE_TIMEOUT_MS);
+        let status = tokio::time::timeout(timeout, probe)
             .await
-            .ok()?;
-        let status = client
-            .status(crate::proto::v1::StatusRequest {})
-            .await
-            .ok()?
+            .ok()??
             .into_inner();
         if !status.members.is_empty() {
             tracing::info!(

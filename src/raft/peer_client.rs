@@ -6,6 +6,7 @@
 //! (openraft backs off), deadline overruns to `Timeout`, remote Raft errors to
 //! `RemoteError`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Timeout, Unreachable};
@@ -34,16 +35,26 @@ pub fn connect_peer(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transp
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
 }
 
-pub struct PeerNetwork;
+/// Hands out peer clients, sharing one HTTP/2 connection per peer address.
+/// openraft asks for a new client for every leadership check (read index); dialing
+/// each time would cost a TCP and HTTP/2 handshake per linearizable read round.
+#[derive(Default)]
+pub struct PeerNetwork {
+    clients: HashMap<String, RaftPeerClient<Channel>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        PeerClient {
-            target,
-            client: connect_peer(&node.grpc_addr).map_err(|e| e.to_string()),
+        let client = match self.clients.get(&node.grpc_addr) {
+            Some(client) => Ok(client.clone()),
+            None => connect_peer(&node.grpc_addr).map_err(|e| e.to_string()),
+        };
+        if let Ok(client) = &client {
+            self.clients.insert(node.grpc_addr.clone(), client.clone());
         }
+        PeerClient { target, client }
     }
 }
 

@@ -144,8 +144,12 @@ fn load_snapshot_file(
 ) -> io::Result<()> {
     let mut file = std::fs::File::open(path)?;
     read_header(&mut file)?;
-    snapshot::load(store.tree(), file)?;
-    // The dump carries the builder's raft metadata; the meta is authoritative.
+    // The raft metadata is written only after every record: until then the tree
+    // does not claim to hold the snapshot, and `recover` reloads it after a crash.
+    let raft_keys = [keys::meta(META_LAST_APPLIED), keys::meta(META_MEMBERSHIP)];
+    snapshot::load(store.tree(), file, |key| {
+        raft_keys.iter().any(|k| k.as_slice() == key)
+    })?;
     let tree = store.tree();
     let last_applied = bincode::serialize(&meta.last_log_id).map_err(io::Error::other)?;
     let membership = bincode::serialize(&meta.last_membership).map_err(io::Error::other)?;
