@@ -50,9 +50,9 @@ pub async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Resul
             setup.put(etcd_key(key), value.clone(), None).await?;
         }
     }
-    // etcd clients connect eagerly (cairn's connect lazily and find the leader on
-    // their first call, inside the timed window); connecting all of them before the
-    // clock starts keeps connection setup out of etcd's numbers.
+    // One client (own balanced channel over all endpoints) per worker, like the
+    // cairn workers' one SDK client each. Both open their connections lazily, on the
+    // first call inside the timed window.
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
         clients.push(connect(endpoints).await?.kv_client());

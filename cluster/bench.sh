@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Benchmarks cairn against etcd 3.4 on this machine, in one run, with one load
+# generator (`cairn bench kv --target cairn|etcd`), and prints a markdown table of
+# ops/s, p50 and p99 per cell with the cairn/etcd ratios. docs/benchmarks.md
+# explains the method and holds the results.
+#
+#   cluster/bench.sh                   10 s per cell (a quick look)
+#   DURATION=30 cluster/bench.sh       the full run behind docs/benchmarks.md
+#
+# What it does:
+#   1. builds target/release/cairn with `--features etcd-bench` (needs protoc);
+#   2. starts a 3-node cairn cluster (gRPC 127.0.0.1:7610-7612, HTTP 7690-7692)
+#      and a 3-member etcd cluster (clients 127.0.0.1:2479-2481, peers 2579-2581),
+#      each node with its own data directory under one temp directory;
+#   3. runs {put, get linearizable, get stale} x {1, 16, 64} clients, 256-byte
+#      values over 1000 keys, DURATION seconds per cell, against both systems,
+#      alternating which goes first from one cell to the next so that drift (page
+#      cache, disk, the other load on the machine) falls on both alike;
+#   4. appends every report (one JSON line each) to the results file and prints
+#      the table, also written next to it as .md;
+#   5. on exit, however it exits, stops the processes it started (by pid) and
+#      removes its temp directory.
+#
+# Environment:
+#   DURATION      seconds per cell and system (default 10)
+#   RESULTS       results file (default target/bench/results-<UTC time>.jsonl);
+#                 appended to, so a file from an earlier run gets the new lines too
+#   ETCD_BIN      etcd binary (default: `etcd` on PATH)
+#   TMPDIR        where the temp directory goes (default /tmp); put it on the disk
+#                 you mean to measure: both systems fsync there
+#
+# If etcd or protoc is missing and this runs as root, it installs the Debian
+# packages etcd-server and protobuf-compiler; otherwise it says what to install.
+# Only loopback addresses are used. Every wait is bounded.
+set -euo pipefail
+
+readonly NODES=3
+readonly CAIRN_GRPC_PORT_BASE=7610
+readonly CAIRN_HTTP_PORT_BASE=7690
+readonly ETCD_CLIENT_PORT_BASE=2479
+readonly ETCD_PEER_PORT_BASE=2579
+readonly VALUE_SIZE_BYTES=256
+readonly KEYS=1000
+readonly CLIENT_COUNTS=(1 16 64)
+# Workloads as "op consistency"; consistency is ignored by puts.
+readonly WORKLOADS=("put linearizable" "get linearizable" "get stale")
+readonly UP_WAIT_SECS=30
+readonly STOP_WAIT_SECS=10
+# A cell gets DURATION plus this for connecting and pre-populating the keys.
+readonly CELL_SLACK_SECS=120
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+duration_secs="${DURATION:-10}"
+[[ "$duration_secs" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "bench.sh: DURATION must be a number of seconds" >&2; exit 2; }
+
+log() { echo "bench.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- cleanup: only what this script started ------------------------------------------
+pids=()
+tmp_dir=""
+
+dump_logs() {
+  local f
+  [[ -n "$tmp_dir" && -d "$tmp_dir" ]] || return 0
+  for f in "$tmp_dir"/*/node.log; do
+    [[ -f "$f" ]] || continue
+    log "last lines of $f:"
+    tail -n 15 "$f" >&2 || true
+  done
+}
+
+cleanup() {
+  local status=$? pid deadline alive
+  trap - EXIT INT TERM
+  if (( status != 0 )); then
+    dump_logs
+  fi
+  if (( ${#pids[@]} > 0 )); then
+    for pid in "${pids[@]}"; do
+      kill -TERM "$pid" 2>/dev/null || true
+    done
+    deadline=$(( SECONDS + STOP_WAIT_SECS ))
+    while :; do
+      alive=0
+      for pid in "${pids[@]}"; do
+        kill -0 "$pid" 2>/dev/null && alive=$(( alive + 1 ))
+      done
+      (( alive == 0 )) && break
+      if (( SECONDS >= deadline )); then
+        for pid in "${pids[@]}"; do
+          if kill -0 "$pid" 2>/dev/null; then
+            log "pid $pid still running after ${STOP_WAIT_SECS}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+          fi
+        done
+        break
+      fi
+      sleep 0.2
+    done
+    # Reap them (they are our children), so none outlives the script.
+    for pid in "${pids[@]}"; do
+      wait "$pid" 2>/dev/null || true
+    done
+  fi
+  if [[ -n "$tmp_dir" && -d "$tmp_dir" ]]; then
+    rm -rf -- "$tmp_dir"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- prerequisites -------------------------------------------------------------------
+install_debian_packages() {
+  if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    die "missing: $*; install the Debian packages ($*) and run again"
+  fi
+  log "installing Debian packages: $*"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+etcd_bin="${ETCD_BIN:-etcd}"
+missing=()
+command -v "$etcd_bin" >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || [[ -n "${PROTOC:-}" ]] || missing+=(protobuf-compiler)
+command -v curl >/dev/null || missing+=(curl)
+if (( ${#missing[@]} > 0 )); then
+  install_debian_packages "${missing[@]}"
+fi
+command -v "$etcd_bin" >/dev/null || die "no etcd binary ($etcd_bin)"
+etcd_version="$("$etcd_bin" --version | awk '/^etcd Version:/ { print $3 }')"
+[[ "$etcd_version" == 3.4.* ]] || log "warning: etcd $etcd_version is not 3.4; the comparison is meant against etcd 3.4"
+
+log "building cairn (cargo build --release --features etcd-bench)"
+(cd "$root" && cargo build --quiet --release --features etcd-bench --bin cairn) >&2
+built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+[[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+for (( i = 0; i < NODES; i++ )); do
+  for port in $(( CAIRN_GRPC_PORT_BASE + i )) $(( CAIRN_HTTP_PORT_BASE + i )) \
+    $(( ETCD_CLIENT_PORT_BASE + i )) $(( ETCD_PEER_PORT_BASE + i )); do
+    if port_in_use "$port"; then
+      die "127.0.0.1:$port is already in use; stop whatever listens there first"
+    fi
+  done
+done
+
+results="${RESULTS:-$root/target/bench/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
+mkdir -p "$(dirname "$results")"
+tmp_dir="$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench.XXXXXX")"
+
+# A private copy: a `cargo build --release` without the feature, run by someone else
+# meanwhile, would replace target/release/cairn with one that cannot load etcd.
+bin="$tmp_dir/cairn"
+cp "$built_bin" "$bin"
+if timeout 10 "$bin" bench kv --target etcd --endpoints 127.0.0.1:9 --clients 1 \
+  --duration 0 2>&1 | grep -q -- '--features etcd-bench'; then
+  die "$built_bin was built without --features etcd-bench (did another build replace it?); run again"
+fi
+
+# --- the clusters ----------------------------------------------------------------------
+cairn_peers="" cairn_endpoints="" etcd_cluster="" etcd_endpoints=""
+for (( i = 1; i <= NODES; i++ )); do
+  cairn_peers+="${cairn_peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+  cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+  etcd_cluster+="${etcd_cluster:+,}etcd$i=http://127.0.0.1:$(( ETCD_PEER_PORT_BASE + i - 1 ))"
+  etcd_endpoints+="${etcd_endpoints:+,}127.0.0.1:$(( ETCD_CLIENT_PORT_BASE + i - 1 ))"
+done
+
+for (( i = 1; i <= NODES; i++ )); do
+  dir="$tmp_dir/cairn$i"
+  mkdir -p "$dir"
+  NO_COLOR=1 "$bin" server \
+    --id "$i" \
+    --data-dir "$dir" \
+    --grpc-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))" \
+    --http-addr "127.0.0.1:$(( CAIRN_HTTP_PORT_BASE + i - 1 ))" \
+    --peers "$cairn_peers" \
+    > "$dir/node.log" 2>&1 < /dev/null &
+  pids+=("$!")
+done
+
+for (( i = 1; i <= NODES; i++ )); do
+  dir="$tmp_dir/etcd$i"
+  mkdir -p "$dir"
+  "$etcd_bin" \
+    --name "etcd$i" \
+    --data-dir "$dir/data" \
+    --listen-client-urls "http://127.0.0.1:$(( ETCD_CLIENT_PORT_BASE + i - 1 ))" \
+    --advertise-client-urls "http://127.0.0.1:$(( ETCD_CLIENT_PORT_BASE + i - 1 ))" \
+    --listen-peer-urls "http://127.0.0.1:$(( ETCD_PEER_PORT_BASE + i - 1 ))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(( ETCD_PEER_PORT_BASE + i - 1 ))" \
+    --initial-cluster "$etcd_cluster" \
+    --initial-cluster-token cairn-bench \
+    --initial-cluster-state new \
+    --logger zap \
+    > "$dir/node.log" 2>&1 < /dev/null &
+  pids+=("$!")
+done
+log "started cairn ($cairn_endpoints) and etcd ($etcd_endpoints) under $tmp_dir; pids ${pids[*]}"
+
+all_alive() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { log "pid $pid exited"; return 1; }
+  done
+}
+
+cairn_ready() {
+  local status
+  status="$(timeout 5 "$bin" cluster status --json --endpoints "$cairn_endpoints" 2>/dev/null || true)"
+  [[ "$status" =~ \"leader\":[0-9]+ ]]
+}
+
+etcd_ready() {
+  local i health
+  for (( i = 1; i <= NODES; i++ )); do
+    health="$(curl -s --max-time 2 "http://127.0.0.1:$(( ETCD_CLIENT_PORT_BASE + i - 1 ))/health" || true)"
+    [[ "$health" == *'"health":"true"'* ]] || return 1
+  done
+}
+
+deadline=$(( SECONDS + UP_WAIT_SECS ))
+cairn_up=0 etcd_up=0
+while (( cairn_up == 0 || etcd_up == 0 )); do
+  all_alive || die "a node exited while starting"
+  (( SECONDS < deadline )) || die "clusters not ready after ${UP_WAIT_SECS}s (cairn ready: $cairn_up, etcd ready: $etcd_up)"
+  (( cairn_up == 1 )) || { cairn_ready && cairn_up=1 && log "cairn has a leader"; } || true
+  (( etcd_up == 1 )) || { etcd_ready && etcd_up=1 && log "etcd is healthy"; } || true
+  (( cairn_up == 1 && etcd_up == 1 )) || sleep 0.5
+done
+
+# --- the matrix ----------------------------------------------------------------------
+cell_timeout_secs="$(awk -v d="$duration_secs" -v s="$CELL_SLACK_SECS" 'BEGIN { printf "%d", d + s + 1 }')"
+failures=0
+
+run_cell() {
+  local target="$1" op="$2" consistency="$3" clients="$4" endpoints line
+  if [[ "$target" == cairn ]]; then endpoints="$cairn_endpoints"; else endpoints="$etcd_endpoints"; fi
+  if line="$(timeout "$cell_timeout_secs" "$bin" bench kv \
+    --target "$target" --endpoints "$endpoints" \
+    --clients "$clients" --duration "$duration_secs" --value-size "$VALUE_SIZE_BYTES" \
+    --op "$op" --consistency "$consistency" --keys "$KEYS" --json)"; then
+    echo "$line" >> "$results"
+    log "$line"
+  else
+    log "FAILED: $target $op/$consistency clients=$clients"
+    failures=$(( failures + 1 ))
+  fi
+}
+
+log "running ${#WORKLOADS[@]} workloads x ${#CLIENT_COUNTS[@]} client counts x 2 systems, ${duration_secs}s each; results in $results"
+cell=0
+for workload in "${WORKLOADS[@]}"; do
+  read -r op consistency <<< "$workload"
+  for clients in "${CLIENT_COUNTS[@]}"; do
+    all_alive || die "a node exited during the run"
+    if (( cell % 2 == 0 )); then order=(cairn etcd); else order=(etcd cairn); fi
+    for target in "${order[@]}"; do
+      run_cell "$target" "$op" "$consistency" "$clients"
+    done
+    cell=$(( cell + 1 ))
+  done
+done
+
+# --- the table -----------------------------------------------------------------------
+# Reads the JSON lines of this run (the last line per target and cell wins) with
+# awk alone: the reports are flat objects with fixed field names.
+table() {
+  awk '
+    function field(line, name,   re) {
+      re = "\"" name "\":\"?[^,\"}]*"
+      if (!match(line, re)) return ""
+      v = substr(line, RSTART + length(name) + 3, RLENGTH - length(name) - 3)
+      sub(/^"/, "", v)
+      return v
+    }
+    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+    {
+      t = field($0, "target"); op = field($0, "op"); c = field($0, "consistency")
+      n = field($0, "clients")
+      w = (op == "put") ? "put" : op " " c
+      k = w SUBSEP n
+      if (!(k in seen)) { seen[k] = 1; order[++cells] = k; wl[k] = w; cl[k] = n }
+      ops[k, t] = field($0, "ops_per_sec"); p50[k, t] = field($0, "latency_ms_p50")
+      p99[k, t] = field($0, "latency_ms_p99"); err[k, t] = field($0, "errors")
+      has[k, t] = 1
+    }
+    END {
+      print "| workload | clients | cairn ops/s | etcd ops/s | ops/s cairn/etcd | cairn p50 ms | etcd p50 ms | cairn p99 ms | etcd p99 ms | p99 cairn/etcd | errors cairn / etcd |"
+      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      for (i = 1; i <= cells; i++) {
+        k = order[i]
+        if (!has[k, "cairn"] || !has[k, "etcd"]) {
+          printf "| %s | %s | %s | %s | n/a | | | | | | |\n", wl[k], cl[k], \
+            has[k, "cairn"] ? sprintf("%.0f", ops[k, "cairn"]) : "failed", \
+            has[k, "etcd"] ? sprintf("%.0f", ops[k, "etcd"]) : "failed"
+          continue
+        }
+        printf "| %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.2f | %s | %s / %s |\n", \
+          wl[k], cl[k], ops[k, "cairn"], ops[k, "etcd"], ratio(ops[k, "cairn"], ops[k, "etcd"]), \
+          p50[k, "cairn"], p50[k, "etcd"], p99[k, "cairn"], p99[k, "etcd"], \
+          ratio(p99[k, "cairn"], p99[k, "etcd"]), err[k, "cairn"], err[k, "etcd"]
+      }
+    }
+  '
+}
+
+table_file="${results%.jsonl}.md"
+{
+  echo "DURATION=${duration_secs}s per cell, ${VALUE_SIZE_BYTES}-byte values over ${KEYS} keys, 3 nodes each on 127.0.0.1;"
+  echo "cairn $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), etcd $etcd_version;"
+  echo "$(nproc) cores, $(free -h | awk '/^Mem:/ { print $2 }') memory, data on $(df -h "$tmp_dir" | awk 'NR == 2 { print $1 " (" $2 ")" }')."
+  echo
+  # Only this run's lines: RESULTS may name a file with older runs in it.
+  tail -n "$(( cell * 2 - failures ))" "$results" | table
+} > "$table_file"
+cat "$table_file"
+log "results: $results; table: $table_file"
+(( failures == 0 )) || die "$failures cell(s) failed"
