@@ -2,7 +2,7 @@
 //!
 //! sled 0.34's `flush` writes its buffers with `sync_file_range`, which neither
 //! flushes the device cache nor syncs metadata, so [`Disk::sync`] follows every
-//! flush with an `fsync` of the database file. Both the Raft log and the state
+//! flush with an `fdatasync` of the database file. Both the Raft log and the state
 //! machine live in this database; one sync covers both.
 
 use std::fs::File;
@@ -51,7 +51,7 @@ impl Disk {
     pub async fn sync(&self) -> io::Result<()> {
         self.db.flush_async().await.map_err(io::Error::other)?;
         let file = self.db_file.clone();
-        tokio::task::spawn_blocking(move || file.sync_all())
+        tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(io::Error::other)?
     }
@@ -59,6 +59,6 @@ impl Disk {
     /// [`Disk::sync`] for callers already on a blocking thread.
     pub fn sync_blocking(&self) -> io::Result<()> {
         self.db.flush().map_err(io::Error::other)?;
-        self.db_file.sync_all()
+        self.db_file.sync_data()
     }
 }

@@ -3,9 +3,8 @@
 //! Requests queue on a bounded channel (`PROPOSAL_QUEUE_MAX`; senders wait when it
 //! is full). The proposer takes what is waiting, up to `BATCH_COMMANDS_MAX` commands
 //! or `BATCH_BYTES_MAX` bytes, stamps the leader's clock on the batch and proposes it
-//! as one entry, so one fsync and one AppendEntries carry many writes. Up to
-//! `BATCHES_IN_FLIGHT_MAX` batches are in flight at once, so the next batch fills
-//! while the previous one is being replicated.
+//! as one entry, so one fsync and one AppendEntries carry many writes. The next
+//! batch fills while the previous one is being replicated.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,8 +16,11 @@ use super::types::{ClientWriteError, Raft, RaftError};
 use crate::limits::{BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, PROPOSAL_QUEUE_MAX};
 use crate::state::{ClientCommand, Command, Outcome, Request};
 
-/// Batches proposed concurrently; more would only queue inside openraft.
-const BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// Batches proposed concurrently. openraft 0.9 appends (and fsyncs) each entry
+/// before replicating the next, so a second batch in flight only splits the
+/// queue into smaller entries: measured with 64 clients on 3 nodes, 1 in flight
+/// gave ~20% more puts/s than 4.
+const BATCHES_IN_FLIGHT_MAX: usize = 1;
 
 /// What a committed write returns: its outcome and the log index that carried it.
 pub type Committed = Result<(Outcome, u64), NodeError>;
