@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/raft.proto",
         "proto/cairn/v1/kv.proto",
         "proto/cairn/v1/cluster.proto",
+        "proto/cairn/v1/queue.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

@@ -20,6 +20,22 @@ pub const LIST_PAGE_KEYS_DEFAULT: u32 = 1_000;
 /// Largest TTL a key may carry (10 years): keeps `now + ttl` far from overflow.
 pub const KV_TTL_MS_MAX: u64 = 10 * 365 * 24 * 3600 * 1000;
 
+/// Largest queue message. Rejected with `LimitExceeded { field: "message" }`.
+pub const QUEUE_MESSAGE_BYTES_MAX: u64 = 256 * 1024;
+/// Messages one send may carry (they are appended atomically, in order).
+pub const QUEUE_BATCH_MESSAGES_MAX: u64 = 100;
+/// Bytes one send may carry in all: one Raft entry stays far below sled's inline limit.
+pub const QUEUE_SEND_BYTES_MAX: u64 = 1024 * 1024;
+/// Soft limit on the number of queues.
+pub const QUEUES_MAX: u64 = 10_000;
+/// Longest lease (visibility timeout) a receive may take: 12 hours, as SQS.
+pub const QUEUE_LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
+/// Leased messages a receive skips looking for a visible one; beyond that the
+/// queue looks empty until leases expire. Bounds the work of one receive.
+pub const QUEUE_SCAN_MESSAGES_MAX: usize = 10_000;
+/// Longest long-poll wait of a receive.
+pub const QUEUE_WAIT_MS_MAX: u64 = 20_000;
+
 /// Largest gRPC message either side accepts. Must hold the largest value plus its key
 /// and framing, and a bounded AppendEntries batch.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -84,6 +100,8 @@ pub struct Limits {
     pub kv_value_bytes_max: u64,
     pub name_chars_max: u64,
     pub namespaces_max: u64,
+    pub queue_message_bytes_max: u64,
+    pub queues_max: u64,
 }
 
 /// Ceiling for configured key and value limits: a command must fit one Raft entry
@@ -109,6 +127,10 @@ impl Limits {
                 "limits.kv_key_bytes_max + limits.kv_value_bytes_max must not exceed {KV_ENTRY_BYTES_CEILING}"
             ));
         }
+        let message_max = self.queue_message_bytes_max;
+        if message_max == 0 || message_max > KV_ENTRY_BYTES_CEILING {
+            return Err(format!("limits.queue_message_bytes_max is {message_max}; it must be 1..={KV_ENTRY_BYTES_CEILING}"));
+        }
         if self.name_chars_max == 0 || self.name_chars_max > 1024 {
             return Err(format!(
                 "limits.name_chars_max is {}; it must be 1..=1024",
@@ -126,6 +148,8 @@ impl Default for Limits {
             kv_value_bytes_max: KV_VALUE_BYTES_MAX,
             name_chars_max: NAME_CHARS_MAX,
             namespaces_max: NAMESPACES_MAX,
+            queue_message_bytes_max: QUEUE_MESSAGE_BYTES_MAX,
+            queues_max: QUEUES_MAX,
         }
     }
 }

@@ -25,5 +25,6 @@ impl v1::Consistency {
 /// Short names for the generated clients.
 pub mod clients {
     pub type KvClient = super::v1::kv_client::KvClient<tonic::transport::Channel>;
+    pub type QueueClient = super::v1::queue_client::QueueClient<tonic::transport::Channel>;
     pub type ClusterClient = super::v1::cluster_client::ClusterClient<tonic::transport::Channel>;
 }

@@ -17,6 +17,7 @@ use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::kv_server::KvServer;
+use crate::proto::v1::queue_server::QueueServer;
 use crate::raft::peer_service::PeerService;
 use crate::raft::Node;
 
@@ -38,6 +39,11 @@ pub async fn serve(
         )
         .add_service(
             KvServer::new(grpc::kv::KvService::new(node.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        )
+        .add_service(
+            QueueServer::new(grpc::queue::QueueService::new(node.clone()))
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
         )

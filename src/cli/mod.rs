@@ -8,6 +8,7 @@ pub mod bench;
 mod bench_etcd;
 pub mod cluster;
 pub mod kv;
+pub mod queue;
 pub mod server;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ pub enum Command {
     /// Key-value store: namespaces and keys.
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Queues: send, receive (pop or lease/ack), length.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Cluster status and membership.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -53,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Kv(command) => kv::run(client(&cli.endpoints)?, command).await,
+        Command::Queue(command) => queue::run(client(&cli.endpoints)?, command).await,
         Command::Cluster(command) => cluster::run(client(&cli.endpoints)?, command).await,
         Command::Bench(command) => bench::run(&cli.endpoints, command).await,
     }

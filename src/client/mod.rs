@@ -22,6 +22,7 @@
 
 mod error;
 mod kv;
+mod queue;
 mod retry;
 
 use std::collections::BTreeSet;
@@ -33,10 +34,11 @@ use tokio::sync::Semaphore;
 
 pub use error::Error;
 pub use kv::{KeyPage, ListOptions, Namespace, PutOptions, ReadConsistency, Value};
-pub use retry::Target;
+pub use queue::{Message, QueueInfo, ReceiveOptions};
+pub use retry::{Target, Timeouts};
 
 use crate::limits::{CLIENT_CALL_TIMEOUT_MS_DEFAULT, CLIENT_INFLIGHT_WRITES_MAX};
-use crate::proto::clients::{ClusterClient, KvClient};
+use crate::proto::clients::{ClusterClient, KvClient, QueueClient};
 use crate::proto::v1;
 use retry::{Router, MESSAGE_BYTES_MAX};
 
@@ -111,6 +113,19 @@ impl Client {
         F: FnMut(KvClient, v1::Session) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.write_with(Duration::ZERO, |channel, session| {
+            attempt(kv_client(channel), session)
+        })
+        .await
+    }
+
+    /// Runs a write on any service with a fresh seq, retrying with the same tag;
+    /// `server_wait` is how long the server may hold it (long polls).
+    async fn write_with<T, F, Fut>(&self, server_wait: Duration, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(tonic::transport::Channel, v1::Session) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let inner = &self.inner;
         let _permit = inner
             .write_permits
@@ -132,21 +147,25 @@ impl Client {
         let _guard = SeqGuard { inner, seq };
         inner
             .router
-            .call(Target::Leader, inner.call_timeout, |channel| {
-                let lowest = *inner
-                    .unanswered
-                    .lock()
-                    .expect("unanswered lock is never poisoned")
-                    .first()
-                    .unwrap_or(&seq);
-                let session = v1::Session {
-                    client_id: inner.client_id,
-                    seq,
-                    lowest_unanswered_seq: lowest,
-                };
-                let fut = attempt(kv_client(channel), session);
-                async move { fut.await.map(tonic::Response::into_inner) }
-            })
+            .call(
+                Target::Leader,
+                Timeouts::new(inner.call_timeout, server_wait),
+                |channel| {
+                    let lowest = *inner
+                        .unanswered
+                        .lock()
+                        .expect("unanswered lock is never poisoned")
+                        .first()
+                        .unwrap_or(&seq);
+                    let session = v1::Session {
+                        client_id: inner.client_id,
+                        seq,
+                        lowest_unanswered_seq: lowest,
+                    };
+                    let fut = attempt(channel, session);
+                    async move { fut.await.map(tonic::Response::into_inner) }
+                },
+            )
             .await
     }
 
@@ -157,10 +176,14 @@ impl Client {
     {
         self.inner
             .router
-            .call(target, self.inner.call_timeout, |channel| {
-                let fut = attempt(kv_client(channel));
-                async move { fut.await.map(tonic::Response::into_inner) }
-            })
+            .call(
+                target,
+                Timeouts::new(self.inner.call_timeout, Duration::ZERO),
+                |channel| {
+                    let fut = attempt(kv_client(channel));
+                    async move { fut.await.map(tonic::Response::into_inner) }
+                },
+            )
             .await
     }
 
@@ -181,12 +204,16 @@ impl Client {
     pub async fn any_status(&self) -> Result<v1::NodeStatus, Error> {
         self.inner
             .router
-            .call(Target::Any, self.inner.call_timeout, |channel| async move {
-                ClusterClient::new(channel)
-                    .status(v1::StatusRequest {})
-                    .await
-                    .map(tonic::Response::into_inner)
-            })
+            .call(
+                Target::Any,
+                Timeouts::new(self.inner.call_timeout, Duration::ZERO),
+                |channel| async move {
+                    ClusterClient::new(channel)
+                        .status(v1::StatusRequest {})
+                        .await
+                        .map(tonic::Response::into_inner)
+                },
+            )
             .await
     }
 
@@ -226,15 +253,25 @@ impl Client {
         >,
     {
         // Membership changes can wait for a learner to catch up: allow longer.
-        let timeout = self.inner.call_timeout.max(Duration::from_secs(60));
+        let timeout = self.inner.call_timeout;
         self.inner
             .router
-            .call(Target::Leader, timeout, |channel| {
-                let fut = attempt(ClusterClient::new(channel));
-                async move { fut.await.map(tonic::Response::into_inner) }
-            })
+            .call(
+                Target::Leader,
+                Timeouts::new(timeout, Duration::from_secs(60)),
+                |channel| {
+                    let fut = attempt(ClusterClient::new(channel));
+                    async move { fut.await.map(tonic::Response::into_inner) }
+                },
+            )
             .await
     }
+}
+
+fn queue_client(channel: tonic::transport::Channel) -> QueueClient {
+    QueueClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
 }
 
 fn kv_client(channel: tonic::transport::Channel) -> KvClient {

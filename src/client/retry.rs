@@ -24,6 +24,24 @@ use crate::limits::{
 /// partitioned node accepts connections but never answers).
 const ATTEMPT_TIMEOUT_MS: u64 = 3_000;
 
+/// Deadlines of one call: all attempts together, and each attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub call: Duration,
+    pub attempt: Duration,
+}
+
+impl Timeouts {
+    /// `call` overall; each attempt `ATTEMPT_TIMEOUT_MS` plus `server_wait` (the
+    /// time the server may legitimately hold the request, e.g. a long poll).
+    pub fn new(call: Duration, server_wait: Duration) -> Self {
+        Timeouts {
+            call: call + server_wait,
+            attempt: Duration::from_millis(ATTEMPT_TIMEOUT_MS) + server_wait,
+        }
+    }
+}
+
 /// Which node a call must reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -102,14 +120,14 @@ impl Router {
     pub async fn call<T, F, Fut>(
         &self,
         target: Target,
-        call_timeout: Duration,
+        timeouts: Timeouts,
         mut attempt: F,
     ) -> Result<T, Error>
     where
         F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let deadline = Instant::now() + call_timeout;
+        let deadline = Instant::now() + timeouts.call;
         let mut backoff = Duration::from_millis(CLIENT_BACKOFF_MS_MIN);
         let mut last_error = Error::Unavailable("no attempt made".into());
         for _ in 0..CLIENT_RETRIES_MAX {
@@ -121,7 +139,7 @@ impl Router {
             }
             let addr = self.pick(target);
             let channel = self.channel(&addr)?;
-            let limit = remaining.min(Duration::from_millis(ATTEMPT_TIMEOUT_MS));
+            let limit = remaining.min(timeouts.attempt);
             let error = match tokio::time::timeout(limit, attempt(channel)).await {
                 Ok(Ok(value)) => {
                     if target == Target::Leader {

@@ -89,6 +89,8 @@ pub struct Node {
     pub limits: Limits,
     pub proposer: Proposer,
     pub reads: ReadIndexBatcher,
+    /// Woken whenever an applied entry sent queue messages (long polling).
+    pub queue_activity: Arc<tokio::sync::Notify>,
     disk: Disk,
     growth: Arc<LogGrowth>,
     /// See `Config::unsafe_local_linearizable_reads`.
@@ -107,6 +109,7 @@ impl Node {
         let log_store = LogStore::open(disk.clone(), growth.clone())?;
         let state_machine = StateMachine::open(disk.clone(), growth.clone())?;
         let store = state_machine.store().clone();
+        let queue_activity = state_machine.queue_activity();
         let raft = Raft::new(
             config.id,
             raft_config,
@@ -124,6 +127,7 @@ impl Node {
             addr,
             proposer: Proposer::spawn(raft.clone()),
             reads: ReadIndexBatcher::spawn(raft.clone()),
+            queue_activity,
             raft,
             store,
             limits: config.limits.clone(),
@@ -174,6 +178,11 @@ impl Node {
     pub async fn write(&self, command: ClientCommand) -> Committed {
         self.ensure_leader()?;
         self.proposer.propose(command).await
+    }
+
+    /// `Err(NotLeader)` with the leader's address when this node does not lead.
+    pub fn check_leader(&self) -> Result<(), NodeError> {
+        self.ensure_leader()
     }
 
     /// Fails fast with the leader's address when this node does not lead.

@@ -45,6 +45,7 @@ pub fn now_ms() -> u64 {
 
 fn command_size_bytes(command: &ClientCommand) -> usize {
     use crate::state::kv::KvCommand;
+    use crate::state::queue::QueueCommand;
     let payload = match &command.command {
         Command::Kv(KvCommand::Put {
             namespace,
@@ -56,6 +57,10 @@ fn command_size_bytes(command: &ClientCommand) -> usize {
         Command::Kv(
             KvCommand::CreateNamespace { name, .. } | KvCommand::DeleteNamespace { name },
         ) => name.len(),
+        Command::Queue(QueueCommand::Send { queue, messages }) => {
+            queue.len() + messages.iter().map(Vec::len).sum::<usize>()
+        }
+        Command::Queue(_) => 128,
         Command::Sweep(_) => 0,
     };
     payload + 64

@@ -25,7 +25,8 @@ use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::disk::Disk;
-use crate::state::{keys, snapshot, Reply, Store};
+use crate::state::queue::QueueCommand;
+use crate::state::{keys, snapshot, Command, Reply, Store};
 
 const META_LAST_APPLIED: &str = "raft_last_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
@@ -45,6 +46,8 @@ pub struct StateMachine {
     /// Serializes apply with snapshot build and install (a consistent view).
     gate: Arc<Mutex<()>>,
     growth: Arc<LogGrowth>,
+    /// Woken after applying queue sends, for long-polling receives.
+    queue_activity: Arc<tokio::sync::Notify>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -70,9 +73,14 @@ impl StateMachine {
             snapshots_dir,
             gate: Arc::new(Mutex::new(())),
             growth,
+            queue_activity: Arc::new(tokio::sync::Notify::new()),
         };
         sm.recover()?;
         Ok(sm)
+    }
+
+    pub fn queue_activity(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_activity.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -240,13 +248,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut txn = self.store.txn();
         let mut replies = Vec::new();
         let mut last = None;
+        let mut sent_to_queue = false;
         for entry in entries {
             let reply = match &entry.payload {
                 EntryPayload::Blank => Reply::default(),
-                EntryPayload::Normal(request) => self
-                    .store
-                    .apply_request(&mut txn, entry.log_id.index, request)
-                    .map_err(sm_write_err)?,
+                EntryPayload::Normal(request) => {
+                    sent_to_queue |= request.commands.iter().any(|c| {
+                        matches!(
+                            c.command,
+                            Command::Queue(QueueCommand::Send { .. } | QueueCommand::Nack { .. })
+                        )
+                    });
+                    self.store
+                        .apply_request(&mut txn, entry.log_id.index, request)
+                        .map_err(sm_write_err)?
+                }
                 EntryPayload::Membership(membership) => {
                     let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
                     let bytes = bincode::serialize(&stored).map_err(|e| sm_write_err(*e))?;
@@ -262,6 +278,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             txn.put(keys::meta(META_LAST_APPLIED), bytes);
         }
         self.store.commit(txn).map_err(sm_write_err)?;
+        if sent_to_queue {
+            self.queue_activity.notify_waiters();
+        }
         Ok(replies)
     }
 

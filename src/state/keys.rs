@@ -20,6 +20,12 @@ pub const CLIENT: u8 = b'C';
 pub const SESSION_RESULT: u8 = b'S';
 /// `L<last_seen_ms><client id>` → empty: idle order of clients for expiry.
 pub const CLIENT_IDLE: u8 = b'L';
+/// `Q<queue name>` → `QueueRecord`.
+pub const QUEUE: u8 = b'Q';
+/// `G<queue id><seq>` → a queue message.
+pub const QUEUE_MESSAGE: u8 = b'G';
+/// `E<queue id>` → empty: a purged or deleted queue id whose messages the sweeper purges.
+pub const QUEUE_DROPPED: u8 = b'E';
 
 pub fn meta(name: &str) -> Vec<u8> {
     let mut k = vec![META];

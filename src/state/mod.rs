@@ -9,6 +9,7 @@
 pub mod error;
 pub mod keys;
 pub mod kv;
+pub mod queue;
 pub mod sessions;
 pub mod snapshot;
 pub mod sweep;
@@ -47,16 +48,28 @@ pub struct SessionTag {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Kv(kv::KvCommand),
+    Queue(queue::QueueCommand),
     Sweep(sweep::Sweep),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Kv(kv::KvResponse),
+    Queue(queue::QueueResponse),
     Swept { removed_count: u64 },
 }
 
 pub type Outcome = Result<Response, Error>;
+
+/// Whether an outcome left the state untouched in a way a retry may safely redo:
+/// such outcomes are not kept in the session table, so a long poll can propose a
+/// receive again under the same seq after finding the queue empty.
+pub fn changed_nothing(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Ok(Response::Queue(queue::QueueResponse::Received(None)))
+    )
+}
 
 /// The Raft response of one entry: one outcome per command, in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -161,6 +174,7 @@ pub(crate) fn execute(
 ) -> sled::Result<Outcome> {
     match command {
         Command::Kv(cmd) => Ok(kv::apply(txn, ctx, cmd)?.map(Response::Kv)),
+        Command::Queue(cmd) => Ok(queue::apply(txn, ctx, cmd)?.map(Response::Queue)),
         Command::Sweep(sweep) => sweep::apply(txn, ctx, sweep),
     }
 }

@@ -53,6 +53,9 @@ pub fn apply_once(
         }));
     }
     let outcome = execute(txn, ctx, &command.command)?;
+    if super::changed_nothing(&outcome) {
+        return Ok(outcome);
+    }
     txn.put(result_key, encode(&outcome));
     forget_results_below(
         txn,

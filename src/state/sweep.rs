@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::kv::ValueRecord;
+use super::queue;
 use super::sessions::forget_client;
 use super::{decode, encode, keys, ApplyContext, Outcome, Response, Txn};
 use crate::limits::{SESSIONS_MAX, SESSION_IDLE_MS_MAX};
@@ -38,6 +39,7 @@ pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, sweep: &Sweep) -> sled::Resul
     let mut budget = sweep.items_max;
     budget -= expire_keys(txn, ctx.now_ms, budget)?;
     budget -= purge_dropped_namespace(txn, budget)?;
+    budget -= purge_dropped_queue(txn, budget)?;
     budget -= expire_sessions(txn, ctx.now_ms, budget)?;
     Ok(Ok(Response::Swept {
         removed_count: sweep.items_max - budget,
@@ -85,6 +87,29 @@ fn purge_dropped_namespace(txn: &mut Txn<'_>, budget: u64) -> sled::Result<u64> 
     Ok(removed)
 }
 
+fn purge_dropped_queue(txn: &mut Txn<'_>, budget: u64) -> sled::Result<u64> {
+    let Some((marker, _)) = txn
+        .scan_prefix(&[keys::QUEUE_DROPPED], 1)?
+        .into_iter()
+        .next()
+    else {
+        return Ok(0);
+    };
+    let Some(queue_id) = keys::u64_at(&marker, 1) else {
+        txn.remove(marker);
+        return Ok(0);
+    };
+    let doomed = txn.scan_prefix(&queue::dropped_messages_prefix(queue_id), budget as usize)?;
+    let removed = doomed.len() as u64;
+    for (key, _) in doomed {
+        txn.remove(key);
+    }
+    if removed < budget {
+        txn.remove(marker);
+    }
+    Ok(removed)
+}
+
 fn expire_sessions(txn: &mut Txn<'_>, now_ms: u64, budget: u64) -> sled::Result<u64> {
     let mut count = client_count(txn)?;
     let mut removed = 0;
@@ -115,13 +140,10 @@ pub fn has_work(tree: &sled::Tree, now_ms: u64) -> sled::Result<bool> {
             return Ok(true);
         }
     }
-    if tree
-        .scan_prefix([keys::DROPPED])
-        .next()
-        .transpose()?
-        .is_some()
-    {
-        return Ok(true);
+    for dropped in [keys::DROPPED, keys::QUEUE_DROPPED] {
+        if tree.scan_prefix([dropped]).next().transpose()?.is_some() {
+            return Ok(true);
+        }
     }
     if let Some((key, _)) = tree.scan_prefix([keys::CLIENT_IDLE]).next().transpose()? {
         let last_seen_ms = keys::u64_at(&key, 1).unwrap_or(0);

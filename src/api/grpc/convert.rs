@@ -36,10 +36,8 @@ pub fn write_reply(outcome: Outcome, log_index: u64) -> Result<v1::WriteReply, A
         Response::Kv(KvResponse::Created) => {}
         Response::Kv(KvResponse::Put { version }) => reply.version = version,
         Response::Kv(KvResponse::Deleted { existed }) => reply.existed = existed,
-        Response::Swept { .. } => {
-            return Err(ApiError::Internal(
-                "a client write returned a sweep result".into(),
-            ))
+        other => {
+            return Err(ApiError::Internal(format!("a KV write returned {other:?}")));
         }
     }
     Ok(reply)

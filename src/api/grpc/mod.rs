@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod convert;
 pub mod kv;
+pub mod queue;
