@@ -1,9 +1,11 @@
-//! The node's one sled database and the only way to make its writes durable.
+//! The node's sled database (the state machine) and the only way to make its
+//! writes durable.
 //!
 //! sled 0.34's `flush` writes its buffers with `sync_file_range`, which neither
 //! flushes the device cache nor syncs metadata, so [`Disk::sync`] follows every
-//! flush with an `fdatasync` of the database file. Both the Raft log and the state
-//! machine live in this database; one sync covers both.
+//! flush with an `fdatasync` of the database file. The Raft log lives beside it in
+//! its own write-ahead log (`raft::wal`); apply does not sync sled, and the log is
+//! purged only after a sync (see `raft::log_store`).
 
 use std::fs::File;
 use std::io;
@@ -13,8 +15,8 @@ use std::sync::Arc;
 /// sled's page cache; bounds the node's memory for storage (sled's default is 1 GiB).
 const CACHE_BYTES_MAX: u64 = 128 * 1024 * 1024;
 /// Segment size: sled moves any value above a quarter of it into a separate blob file
-/// that it never fsyncs, so keep it large enough for our biggest records (a Raft
-/// entry of `BATCH_BYTES_MAX`). Must be a power of two (sled's rule).
+/// that it never fsyncs, so keep it large enough for our biggest records. Must be a
+/// power of two (sled's rule).
 const SEGMENT_BYTES: usize = 16 * 1024 * 1024;
 const _: () = assert!(crate::limits::BATCH_BYTES_MAX <= SEGMENT_BYTES / 4);
 

@@ -16,6 +16,8 @@ pub(super) const BENCH_NAMESPACE: &str = "bench";
 pub enum BenchCommand {
     /// Key-value puts and gets.
     Kv(KvBenchArgs),
+    /// Queue sends and receives: producers and consumers at once.
+    Queue(super::bench_queue::QueueBenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -93,6 +95,7 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
             print_report(&report, args.json);
             Ok(())
         }
+        BenchCommand::Queue(args) => super::bench_queue::run(endpoints, args).await,
     }
 }
 

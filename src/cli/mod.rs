@@ -6,6 +6,9 @@
 pub mod bench;
 #[cfg(feature = "etcd-bench")]
 mod bench_etcd;
+#[cfg(feature = "nats-bench")]
+mod bench_nats;
+pub mod bench_queue;
 pub mod cluster;
 pub mod kv;
 pub mod queue;

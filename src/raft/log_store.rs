@@ -1,14 +1,17 @@
-//! The Raft log and vote, in two sled trees of the node's database.
+//! The Raft log and vote: openraft's log-storage traits over `wal::Wal`.
 //!
 //! Durability order, as openraft requires:
-//! 1. `save_vote`: write the vote, sync (flush + fsync), then return.
-//! 2. `append`: write the entries (readable at once), sync, and only then report
-//!    `log_io_completed`; the leader counts this node towards a quorum only after it.
-//! 3. `truncate` / `purge`: one atomic batch, then sync. `purge` first records the
-//!    last purged id in the same batch, so the log never has a hole. It also syncs the
-//!    state machine (same database), which must durably cover every purged entry.
+//! 1. `save_vote`: rewrite the meta file (temp, fsync, rename, fsync dir), then return.
+//! 2. `append`: write the records (readable at once), `fdatasync` the segment, and
+//!    only then report `log_io_completed`; the leader counts this node towards a
+//!    quorum only after that.
+//! 3. `truncate`: cut the segment and fsync before returning.
+//! 4. `purge`: first sync the state machine (sled, same data dir) so everything
+//!    applied from the purged entries is on disk, then record the purge point in the
+//!    meta file, then drop the records.
 //!
-//! All write IO is serialized by openraft (it calls these methods one at a time).
+//! openraft serializes all write IO; reads (replication) may run concurrently and
+//! share the WAL behind a mutex that is never held across an fsync of appended data.
 
 // openraft's traits fix `StorageError` (large) as the error type; helpers share it.
 #![allow(clippy::result_large_err)]
@@ -16,22 +19,20 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
+use serde::{Deserialize, Serialize};
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use super::wal::Wal;
 use crate::disk::Disk;
 
 /// Bytes of entries one `limited_get_log_entries` returns, which bounds one
 /// AppendEntries message (the first entry is always returned, whatever its size).
 const APPEND_ENTRIES_BYTES_MAX: usize = 8 * 1024 * 1024;
 const _: () = assert!(APPEND_ENTRIES_BYTES_MAX * 2 < crate::limits::GRPC_MESSAGE_BYTES_MAX);
-
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 /// Counts log growth since the last snapshot, so the node can snapshot on bytes as
 /// well as on entry count.
@@ -41,11 +42,18 @@ pub struct LogGrowth {
     pub entries: AtomicU64,
 }
 
+/// What the meta file holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LogMeta {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
 #[derive(Clone)]
 pub struct LogStore {
+    wal: Arc<Mutex<Wal>>,
+    meta: Arc<Mutex<LogMeta>>,
     disk: Disk,
-    log: sled::Tree,
-    meta: sled::Tree,
     growth: Arc<LogGrowth>,
 }
 
@@ -57,40 +65,50 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(&e).into()
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
 impl LogStore {
-    pub fn open(disk: Disk, growth: Arc<LogGrowth>) -> sled::Result<Self> {
+    pub fn open(disk: Disk, growth: Arc<LogGrowth>) -> std::io::Result<Self> {
+        let mut wal = Wal::open(&disk.dir().join("raft-log"))?;
+        let meta: LogMeta = match wal.read_meta()? {
+            Some(bytes) => bincode::deserialize(&bytes).map_err(std::io::Error::other)?,
+            None => LogMeta::default(),
+        };
+        if let Some(purged) = meta.last_purged {
+            // Records below the purge point may survive in the first segment.
+            wal.purge_through(purged.index)?;
+        }
         Ok(LogStore {
-            log: disk.db.open_tree("raft_log")?,
-            meta: disk.db.open_tree("raft_meta")?,
+            wal: Arc::new(Mutex::new(wal)),
+            meta: Arc::new(Mutex::new(meta)),
             disk,
             growth,
         })
     }
 
-    fn meta_get<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
-        match self.meta.get(key).map_err(read_err)? {
-            Some(bytes) => bincode::deserialize(&bytes)
-                .map(Some)
-                .map_err(|e| read_err(*e)),
-            None => Ok(None),
-        }
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().expect("the WAL lock is never poisoned")
     }
 
-    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
-        match self.log.last().map_err(read_err)? {
-            Some((_, bytes)) => {
-                let entry: Entry = bincode::deserialize(&bytes).map_err(|e| read_err(*e))?;
-                Ok(Some(entry.log_id))
-            }
-            None => Ok(None),
-        }
+    fn meta(&self) -> LogMeta {
+        self.meta
+            .lock()
+            .expect("the meta lock is never poisoned")
+            .clone()
+    }
+
+    /// Replaces the meta file, then the in-memory copy.
+    async fn write_meta(&self, meta: LogMeta) -> Result<(), StorageError> {
+        let bytes = bincode::serialize(&meta).map_err(|e| write_err(*e))?;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            wal.lock()
+                .expect("the WAL lock is never poisoned")
+                .write_meta(&bytes)
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)?;
+        *self.meta.lock().expect("the meta lock is never poisoned") = meta;
+        Ok(())
     }
 
     fn range_bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
@@ -108,33 +126,44 @@ impl LogStore {
     }
 
     /// Entries in `[start, end)`, stopping once `bytes_max` is reached (never empty
-    /// for a non-empty range).
+    /// for a non-empty range that has entries).
     fn read_range(
         &self,
         start: u64,
         end: Option<u64>,
         bytes_max: usize,
     ) -> Result<Vec<Entry>, StorageError> {
-        let iter = match end {
-            Some(end) if end <= start => return Ok(Vec::new()),
-            Some(end) => self.log.range(index_key(start)..index_key(end)),
-            None => self.log.range(index_key(start)..),
+        let wal = self.wal();
+        let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
+            return Ok(Vec::new());
         };
+        let end = end.unwrap_or(last + 1).min(last + 1);
         let mut entries = Vec::new();
         let mut bytes = 0usize;
-        for item in iter {
-            let (_, value) = item.map_err(read_err)?;
-            if !entries.is_empty() && bytes + value.len() > bytes_max {
+        for index in start.max(first)..end {
+            let Some(payload) = wal.read(index).map_err(read_err)? else {
+                break;
+            };
+            if !entries.is_empty() && bytes + payload.len() > bytes_max {
                 break;
             }
-            bytes += value.len();
-            entries.push(bincode::deserialize(&value).map_err(|e| read_err(*e))?);
+            bytes += payload.len();
+            entries.push(bincode::deserialize(&payload).map_err(|e| read_err(*e))?);
         }
         Ok(entries)
     }
 
-    async fn sync(&self) -> Result<(), StorageError> {
-        self.disk.sync().await.map_err(write_err)
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let wal = self.wal();
+        let Some(last) = wal.last_index() else {
+            return Ok(None);
+        };
+        let payload = wal
+            .read(last)
+            .map_err(read_err)?
+            .ok_or_else(|| read_err(std::io::Error::other("last entry vanished")))?;
+        let entry: Entry = bincode::deserialize(&payload).map_err(|e| read_err(*e))?;
+        Ok(Some(entry.log_id))
     }
 }
 
@@ -160,7 +189,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.meta_get(KEY_LAST_PURGED)?;
+        let last_purged_log_id = self.meta().last_purged;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -173,25 +202,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let bytes = bincode::serialize(vote).map_err(|e| write_err(*e))?;
-        self.meta.insert(KEY_VOTE, bytes).map_err(write_err)?;
-        self.sync().await
+        let meta = LogMeta {
+            vote: Some(*vote),
+            ..self.meta()
+        };
+        self.write_meta(meta).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.meta_get(KEY_VOTE)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not synced on purpose: losing it only means re-applying from last_applied
-        // once the leader repeats the commit index.
-        let bytes = bincode::serialize(&committed).map_err(|e| write_err(*e))?;
-        self.meta.insert(KEY_COMMITTED, bytes).map_err(write_err)?;
-        Ok(())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta_get::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        Ok(self.meta().vote)
     }
 
     async fn append<I>(
@@ -203,20 +222,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // 1. Write the entries in one batch: readable as soon as this returns.
-        let mut batch = sled::Batch::default();
-        let (mut bytes, mut count) = (0u64, 0u64);
+        // 1. Write the records: readable as soon as this returns.
+        let mut first = None;
+        let mut payloads = Vec::new();
         for entry in entries {
-            let value = bincode::serialize(&entry).map_err(|e| write_err(*e))?;
-            bytes += value.len() as u64;
-            count += 1;
-            batch.insert(&index_key(entry.log_id.index), value);
+            first.get_or_insert(entry.log_id.index);
+            payloads.push(bincode::serialize(&entry).map_err(|e| write_err(*e))?);
         }
-        self.log.apply_batch(batch).map_err(write_err)?;
+        let Some(first) = first else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        let file = self.wal().append(first, &payloads).map_err(write_err)?;
         self.growth.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.growth.entries.fetch_add(count, Ordering::Relaxed);
+        self.growth
+            .entries
+            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
         // 2. Make them durable. 3. Only then tell openraft they are stored.
-        let synced = self.disk.sync().await;
+        let synced = tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(write_err)?;
         let reported = synced
             .as_ref()
             .map(|_| ())
@@ -226,31 +252,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(index_key(log_id.index)..) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync().await
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            wal.lock()
+                .expect("the WAL lock is never poisoned")
+                .truncate_from(log_id.index)
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // The state machine shares this database: syncing first makes sure what it
-        // applied from the purged entries is on disk before they disappear.
-        self.sync().await?;
-        // Record the purge point before deleting: a crash in between leaves extra
-        // entries below it (ignored), never a hole above it.
-        let last_purged = bincode::serialize(&log_id).map_err(|e| write_err(*e))?;
-        self.meta
-            .insert(KEY_LAST_PURGED, last_purged)
-            .map_err(write_err)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (key, _) = item.map_err(read_err)?;
-            batch.remove(key);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        self.sync().await
+        // The state machine lives in sled beside this log and is not synced on
+        // apply: make what it applied from the purged entries durable first.
+        self.disk.sync().await.map_err(write_err)?;
+        // Record the purge point before dropping records: a crash in between
+        // leaves extra records below it (skipped at open), never a hole above it.
+        let meta = LogMeta {
+            last_purged: Some(log_id),
+            ..self.meta()
+        };
+        self.write_meta(meta).await?;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            wal.lock()
+                .expect("the WAL lock is never poisoned")
+                .purge_through(log_id.index)
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
 }

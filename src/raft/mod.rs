@@ -13,5 +13,6 @@ pub mod proposer;
 pub mod read_index;
 pub mod sm_adapter;
 pub mod types;
+pub mod wal;
 
 pub use node::{Consistency, MemberInfo, Node, NodeError};
