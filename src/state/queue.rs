@@ -358,14 +358,16 @@ fn send(
 /// leased ones before giving up (the queue then looks empty until leases expire).
 fn head(txn: &Txn<'_>, queue_id: u64, now_ms: u64) -> sled::Result<Option<(u64, MessageRecord)>> {
     let prefix = message_prefix(queue_id);
-    for (key, value) in txn.scan_prefix(&prefix, QUEUE_SCAN_MESSAGES_MAX)? {
-        let message: MessageRecord = decode(&value)?;
-        if message.is_visible(now_ms) {
-            let seq = keys::u64_at(&key, prefix.len()).unwrap_or(0);
-            return Ok(Some((seq, message)));
-        }
+    let found = txn.find_in_prefix(&prefix, QUEUE_SCAN_MESSAGES_MAX, |_, value| {
+        Ok(decode::<MessageRecord>(value)?.is_visible(now_ms))
+    })?;
+    match found {
+        Some((key, value)) => Ok(Some((
+            keys::u64_at(&key, prefix.len()).unwrap_or(0),
+            decode(&value)?,
+        ))),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 fn receive(

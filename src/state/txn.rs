@@ -65,6 +65,64 @@ impl<'a> Txn<'a> {
             .collect())
     }
 
+    /// The first live pair under `prefix` (in key order, pending writes merged
+    /// over the tree) for which `accept` is true, looking at no more than
+    /// `examined_max` pairs. Lazy: stops at the first match.
+    pub fn find_in_prefix(
+        &self,
+        prefix: &[u8],
+        examined_max: usize,
+        mut accept: impl FnMut(&[u8], &[u8]) -> sled::Result<bool>,
+    ) -> sled::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut pending = self
+            .writes
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        let mut committed = self.tree.scan_prefix(prefix).peekable();
+        let mut examined = 0;
+        while examined < examined_max {
+            let next_committed = match committed.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => {
+                    return Err(committed
+                        .next()
+                        .and_then(Result::err)
+                        .expect("peeked an error"))
+                }
+                None => None,
+            };
+            let (key, value) = match (pending.peek(), next_committed) {
+                (None, None) => return Ok(None),
+                (Some((pk, _)), Some(ck)) if ck.as_slice() < pk.as_slice() => {
+                    let (k, v) = committed.next().expect("peeked")?;
+                    (k.to_vec(), Some(v.to_vec()))
+                }
+                (Some((pk, _)), Some(ck)) => {
+                    if ck.as_slice() == pk.as_slice() {
+                        committed.next(); // shadowed by the pending write
+                    }
+                    let (k, v) = pending.next().expect("peeked");
+                    (k.clone(), v.clone())
+                }
+                (Some(_), None) => {
+                    let (k, v) = pending.next().expect("peeked");
+                    (k.clone(), v.clone())
+                }
+                (None, Some(_)) => {
+                    let (k, v) = committed.next().expect("peeked")?;
+                    (k.to_vec(), Some(v.to_vec()))
+                }
+            };
+            let Some(value) = value else { continue }; // removed in this batch
+            examined += 1;
+            if accept(&key, &value)? {
+                return Ok(Some((key, value)));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
         for (k, v) in self.writes {
@@ -97,5 +155,18 @@ mod tests {
         assert_eq!(txn.get(b"p1").unwrap(), None);
         assert_eq!(txn.get(b"p3").unwrap(), Some(b"d".to_vec()));
         assert_eq!(txn.scan_prefix(b"p", 1).unwrap().len(), 1);
+        let found = txn.find_in_prefix(b"p", 10, |_, v| Ok(v == b"d")).unwrap();
+        assert_eq!(found, Some((b"p3".to_vec(), b"d".to_vec())));
+        let first = txn.find_in_prefix(b"p", 10, |_, _| Ok(true)).unwrap();
+        assert_eq!(
+            first.map(|(k, _)| k),
+            Some(b"p2".to_vec()),
+            "p1 is removed in the batch"
+        );
+        assert_eq!(
+            txn.find_in_prefix(b"p", 1, |_, v| Ok(v == b"d")).unwrap(),
+            None,
+            "bounded"
+        );
     }
 }
