@@ -62,74 +62,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 duration_secs="${DURATION:-10}"
 [[ "$duration_secs" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "bench-queue.sh: DURATION must be a number of seconds" >&2; exit 2; }
 
-log() { echo "bench-queue.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-# --- cleanup: only what this script started ------------------------------------------
-pids=()
-tmp_dir=""
-
-dump_logs() {
-  local f
-  [[ -n "$tmp_dir" && -d "$tmp_dir" ]] || return 0
-  for f in "$tmp_dir"/*/node.log; do
-    [[ -f "$f" ]] || continue
-    log "last lines of $f:"
-    tail -n 15 "$f" >&2 || true
-  done
-}
-
-cleanup() {
-  local status=$? pid deadline alive
-  trap - EXIT INT TERM
-  if (( status != 0 )); then
-    dump_logs
-  fi
-  if (( ${#pids[@]} > 0 )); then
-    for pid in "${pids[@]}"; do
-      kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$(( SECONDS + STOP_WAIT_SECS ))
-    while :; do
-      alive=0
-      for pid in "${pids[@]}"; do
-        kill -0 "$pid" 2>/dev/null && alive=$(( alive + 1 ))
-      done
-      (( alive == 0 )) && break
-      if (( SECONDS >= deadline )); then
-        for pid in "${pids[@]}"; do
-          if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid still running after ${STOP_WAIT_SECS}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-          fi
-        done
-        break
-      fi
-      sleep 0.2
-    done
-    # Reap them (they are our children), so none outlives the script.
-    for pid in "${pids[@]}"; do
-      wait "$pid" 2>/dev/null || true
-    done
-  fi
-  if [[ -n "$tmp_dir" && -d "$tmp_dir" ]]; then
-    rm -rf -- "$tmp_dir"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# --- prerequisites -------------------------------------------------------------------
-install_debian_packages() {
-  if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    die "missing: $*; install the Debian packages ($*) and run again"
-  fi
-  log "installing Debian packages: $*"
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-}
+SCRIPT_NAME=bench-queue.sh
+# shellcheck source=cluster/bench-lib.sh
+source "$root/cluster/bench-lib.sh"
 
 nats_bin="${NATS_BIN:-nats-server}"
 missing=()
@@ -187,24 +122,7 @@ else
 fi
 
 # --- the clusters ----------------------------------------------------------------------
-cairn_peers="" cairn_endpoints=""
-for (( i = 1; i <= NODES; i++ )); do
-  cairn_peers+="${cairn_peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
-  cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
-done
-
-for (( i = 1; i <= NODES; i++ )); do
-  dir="$tmp_dir/cairn$i"
-  mkdir -p "$dir"
-  NO_COLOR=1 "$bin" server \
-    --id "$i" \
-    --data-dir "$dir" \
-    --grpc-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))" \
-    --http-addr "127.0.0.1:$(( CAIRN_HTTP_PORT_BASE + i - 1 ))" \
-    --peers "$cairn_peers" \
-    > "$dir/node.log" 2>&1 < /dev/null &
-  pids+=("$!")
-done
+start_cairn_cluster
 
 # start_nats NAME PORT_OFFSET [CONFIG]: a 3-node JetStream cluster; prints its
 # client endpoints.
@@ -238,19 +156,6 @@ if (( nats_sync == 1 )); then
   start_nats natssync "$NATS_SYNC_PORT_OFFSET" "$sync_conf"
 fi
 log "started cairn ($cairn_endpoints) and NATS (${nats_endpoints[*]}) under $tmp_dir; pids ${pids[*]}"
-
-all_alive() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { log "pid $pid exited"; return 1; }
-  done
-}
-
-cairn_ready() {
-  local status
-  status="$(timeout 5 "$bin" cluster status --json --endpoints "$cairn_endpoints" 2>/dev/null || true)"
-  [[ "$status" =~ \"leader\":[0-9]+ ]]
-}
 
 # Every node healthy and the JetStream meta group has a leader.
 nats_ready() {

@@ -1,0 +1,111 @@
+# Shared by cluster/bench.sh and cluster/bench-queue.sh (sourced, not run):
+# logging, cleanup of exactly the processes and temp dir a script started, and
+# installing missing Debian packages. The sourcing script sets SCRIPT_NAME and
+# STOP_WAIT_SECS first, and fills `pids` and `tmp_dir` as it starts things.
+# shellcheck shell=bash
+
+log() { echo "${SCRIPT_NAME}: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- cleanup: only what this script started ------------------------------------------
+pids=()
+tmp_dir=""
+
+dump_logs() {
+  local f
+  [[ -n "$tmp_dir" && -d "$tmp_dir" ]] || return 0
+  for f in "$tmp_dir"/*/node.log; do
+    [[ -f "$f" ]] || continue
+    log "last lines of $f:"
+    tail -n 15 "$f" >&2 || true
+  done
+}
+
+cleanup() {
+  local status=$? pid deadline alive
+  trap - EXIT INT TERM
+  if (( status != 0 )); then
+    dump_logs
+  fi
+  if (( ${#pids[@]} > 0 )); then
+    for pid in "${pids[@]}"; do
+      kill -TERM "$pid" 2>/dev/null || true
+    done
+    deadline=$(( SECONDS + STOP_WAIT_SECS ))
+    while :; do
+      alive=0
+      for pid in "${pids[@]}"; do
+        kill -0 "$pid" 2>/dev/null && alive=$(( alive + 1 ))
+      done
+      (( alive == 0 )) && break
+      if (( SECONDS >= deadline )); then
+        for pid in "${pids[@]}"; do
+          if kill -0 "$pid" 2>/dev/null; then
+            log "pid $pid still running after ${STOP_WAIT_SECS}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+          fi
+        done
+        break
+      fi
+      sleep 0.2
+    done
+    # Reap them (they are our children), so none outlives the script.
+    for pid in "${pids[@]}"; do
+      wait "$pid" 2>/dev/null || true
+    done
+  fi
+  if [[ -n "$tmp_dir" && -d "$tmp_dir" ]]; then
+    rm -rf -- "$tmp_dir"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- prerequisites -------------------------------------------------------------------
+install_debian_packages() {
+  if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    die "missing: $*; install the Debian packages ($*) and run again"
+  fi
+  log "installing Debian packages: $*"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+
+# --- the cairn cluster (the caller sets bin, tmp_dir, NODES, CAIRN_GRPC_PORT_BASE and
+# CAIRN_HTTP_PORT_BASE; this sets cairn_endpoints) --------------------------------------
+# shellcheck disable=SC2154 # set by the sourcing script
+start_cairn_cluster() {
+  local i dir peers=""
+  cairn_endpoints=""
+  for (( i = 1; i <= NODES; i++ )); do
+    peers+="${peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+    cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+  done
+  for (( i = 1; i <= NODES; i++ )); do
+    dir="$tmp_dir/cairn$i"
+    mkdir -p "$dir"
+    NO_COLOR=1 "$bin" server --id "$i" --data-dir "$dir" \
+      --grpc-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))" \
+      --http-addr "127.0.0.1:$(( CAIRN_HTTP_PORT_BASE + i - 1 ))" \
+      --peers "$peers" > "$dir/node.log" 2>&1 < /dev/null &
+    pids+=("$!")
+  done
+}
+
+# --- readiness --------------------------------------------------------------------------
+all_alive() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { log "pid $pid exited"; return 1; }
+  done
+}
+
+# shellcheck disable=SC2154 # bin is set by the sourcing script
+cairn_ready() {
+  local status
+  status="$(timeout 5 "$bin" cluster status --json --endpoints "$cairn_endpoints" 2>/dev/null || true)"
+  [[ "$status" =~ \"leader\":[0-9]+ ]]
+}
