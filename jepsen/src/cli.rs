@@ -1,7 +1,7 @@
 //! Command-line interface: `cairn-jepsen check` reads a history file, decodes it for the
 //! chosen model, runs the linearizability check and prints a short summary whose last
-//! line is the verdict. Room is left for a `run` subcommand (drive a cluster, record a
-//! history) beside `check`.
+//! line is the verdict; `cairn-jepsen run` drives a cluster under faults, records a
+//! history and checks it (see `cairn_jepsen::harness`), ending the same way.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use cairn_jepsen::checker::linear::{
     CheckOptions, LinearizabilityReport, PartitionReport, UnknownReason,
 };
 use cairn_jepsen::formats::Format;
+use cairn_jepsen::harness::RunOptions;
 use cairn_jepsen::Verdict;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -33,6 +34,13 @@ pub struct Cli {
 enum Command {
     /// Check a recorded history for linearizability; exit 0 valid, 1 invalid, 2 unknown.
     Check(CheckArgs),
+    /// Run a workload against a real cairn cluster under faults and check the history;
+    /// exit 0 valid, 1 invalid, 2 unknown. Needs root (network namespaces, iptables).
+    Run(RunOptions),
+    /// Remove the namespaces, bridges and FORWARD rules of runs whose harness died
+    /// without cleaning up (SIGKILL); live runs are left alone. Exit 0, or 2 if
+    /// something could not be removed.
+    Clean,
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +88,21 @@ enum FormatName {
 pub fn run(cli: Cli) -> Verdict {
     match cli.command {
         Command::Check(arguments) => run_check(&arguments),
+        Command::Run(options) => cairn_jepsen::harness::run(options),
+        Command::Clean => run_clean(),
+    }
+}
+
+fn run_clean() -> Verdict {
+    let report = cairn_jepsen::harness::leftovers::clean_dead_runs();
+    for line in &report {
+        println!("{line}");
+    }
+    if report.iter().all(|line| line.starts_with("removed")) {
+        println!("clean");
+        Verdict::Valid
+    } else {
+        Verdict::Unknown
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! A test run records a *history*: every operation a client invoked and how it ended
 //! (`ok`, `fail`, or `info` = unknown). This crate reads such histories and decides
-//! whether they are consistent with what cairn promises. Running the cluster and
-//! injecting faults (the future `run` subcommand) will live beside it.
+//! whether they are consistent with what cairn promises; [`harness`] runs a real cairn
+//! cluster under faults to record such histories (`cairn-jepsen run`).
 //!
 //! # Layout
 //!
@@ -22,11 +22,14 @@
 //! - [`check`]: the pipeline for one history file (read, pair, decode, check), shared
 //!   by the CLI and the tests.
 //! - [`error`]: the one error type (bad input is an error, never a panic).
+//! - [`harness`]: the chaos harness: network namespaces, node processes, client
+//!   processes, nemesis, reports.
 
 pub mod check;
 pub mod checker;
 pub mod error;
 pub mod formats;
+pub mod harness;
 pub mod history;
 
 pub use checker::Verdict;

@@ -1,0 +1,258 @@
+//! The cluster under test: the nodes' specs, their processes, and the operations the
+//! nemesis and the orchestrator need (kill, restart, pause, resume, leader lookup,
+//! graceful stop). Exits the nemesis did not cause are remembered as crashes.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cairn::client::Client;
+use cairn::proto::v1::NodeStatus;
+
+use super::grudge::NodeId;
+use super::node::{NodeProcess, NodeSpec};
+
+/// Deadline of one status call (a paused node never answers).
+const STATUS_TIMEOUT_MS: u64 = 1_000;
+/// Between two polls while waiting for a leader or for processes to exit.
+const POLL_INTERVAL_MS: u64 = 100;
+
+#[derive(Default)]
+struct Slot {
+    process: Option<NodeProcess>,
+    paused: bool,
+    starts: u32,
+}
+
+/// A node that exited without being told to.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    pub node: NodeId,
+    pub status: String,
+}
+
+pub struct Cluster {
+    binary: PathBuf,
+    specs: Vec<NodeSpec>,
+    slots: Mutex<Vec<Slot>>,
+    crashes: Mutex<Vec<Crash>>,
+}
+
+impl Cluster {
+    pub fn new(binary: PathBuf, specs: Vec<NodeSpec>) -> Cluster {
+        let slots = specs.iter().map(|_| Slot::default()).collect();
+        Cluster {
+            binary,
+            specs,
+            slots: Mutex::new(slots),
+            crashes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().expect("cluster lock is never poisoned")
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.specs.iter().map(|spec| spec.id).collect()
+    }
+
+    pub fn spec(&self, id: NodeId) -> &NodeSpec {
+        &self.specs[usize::from(id) - 1]
+    }
+
+    pub fn grpc_addr(&self, id: NodeId) -> &str {
+        &self.spec(id).grpc_addr
+    }
+
+    /// Every node's gRPC address, starting with `first`'s.
+    pub fn endpoints_from(&self, first: NodeId) -> Vec<String> {
+        let mut endpoints = vec![self.grpc_addr(first).to_string()];
+        endpoints.extend(
+            self.specs
+                .iter()
+                .filter(|spec| spec.id != first)
+                .map(|spec| spec.grpc_addr.clone()),
+        );
+        endpoints
+    }
+
+    pub fn log_paths(&self) -> Vec<(NodeId, PathBuf)> {
+        self.specs
+            .iter()
+            .map(|s| (s.id, s.log_path.clone()))
+            .collect()
+    }
+
+    pub fn start_all(&self) -> Result<(), String> {
+        self.ids().into_iter().try_for_each(|id| self.start(id))
+    }
+
+    /// Starts node `id` if it is not running.
+    pub fn start(&self, id: NodeId) -> Result<(), String> {
+        let mut slots = self.slots();
+        let slot = &mut slots[usize::from(id) - 1];
+        if slot.process.is_some() {
+            return Ok(());
+        }
+        slot.starts += 1;
+        slot.process = Some(NodeProcess::spawn(
+            &self.binary,
+            self.spec(id),
+            slot.starts,
+        )?);
+        slot.paused = false;
+        Ok(())
+    }
+
+    /// SIGKILLs node `id`; false if it was not running.
+    pub fn kill(&self, id: NodeId) -> bool {
+        let process = self.slots()[usize::from(id) - 1].process.take();
+        process.map(NodeProcess::kill).is_some()
+    }
+
+    pub fn pause(&self, id: NodeId) -> bool {
+        let mut slots = self.slots();
+        let slot = &mut slots[usize::from(id) - 1];
+        let Some(process) = &slot.process else {
+            return false;
+        };
+        process.pause();
+        slot.paused = true;
+        true
+    }
+
+    pub fn resume(&self, id: NodeId) {
+        let mut slots = self.slots();
+        let slot = &mut slots[usize::from(id) - 1];
+        if let Some(process) = &slot.process {
+            process.resume();
+        }
+        slot.paused = false;
+    }
+
+    /// Resumes every paused node and starts every stopped one.
+    pub fn heal(&self) -> Result<(), String> {
+        for id in self.ids() {
+            self.resume(id);
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Reaps nodes that exited on their own; returns the new crashes.
+    pub fn poll_crashes(&self) -> Vec<Crash> {
+        let mut found = Vec::new();
+        for (index, slot) in self.slots().iter_mut().enumerate() {
+            let Some(status) = slot.process.as_mut().and_then(NodeProcess::exited) else {
+                continue;
+            };
+            slot.process = None;
+            found.push(Crash {
+                node: self.specs[index].id,
+                status: describe_status(status),
+            });
+        }
+        self.crashes
+            .lock()
+            .expect("crash list lock is never poisoned")
+            .extend(found.iter().cloned());
+        found
+    }
+
+    pub fn crashes(&self) -> Vec<Crash> {
+        self.crashes
+            .lock()
+            .expect("crash list lock is never poisoned")
+            .clone()
+    }
+
+    /// SIGTERM to every node, wait up to `grace` for all to exit, SIGKILL the rest.
+    /// Returns the nodes that needed SIGKILL.
+    pub async fn stop_all(&self, grace: Duration) -> Vec<NodeId> {
+        self.poll_crashes();
+        let mut running: Vec<(NodeId, NodeProcess)> = Vec::new();
+        for (index, slot) in self.slots().iter_mut().enumerate() {
+            if let Some(process) = slot.process.take() {
+                process.terminate();
+                running.push((self.specs[index].id, process));
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while !running.is_empty() && Instant::now() < deadline {
+            running.retain_mut(|(_, process)| process.exited().is_none());
+            tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+        }
+        running
+            .into_iter()
+            .map(|(id, process)| {
+                process.kill();
+                id
+            })
+            .collect()
+    }
+
+    /// Node `id`'s own view (role, term, leader), or `None` if it does not answer.
+    pub async fn status(&self, id: NodeId) -> Option<NodeStatus> {
+        status_of(self.grpc_addr(id).to_string()).await
+    }
+
+    /// The node that claims leadership with the highest term, asking all at once.
+    pub async fn leader(&self) -> Option<NodeId> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in self.ids() {
+            let addr = self.grpc_addr(id).to_string();
+            tasks.spawn(async move { (id, status_of(addr).await) });
+        }
+        let mut best: Option<(u64, NodeId)> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((id, Some(status))) = joined else {
+                continue;
+            };
+            if status.role == "leader" && best.is_none_or(|(term, _)| status.term > term) {
+                best = Some((status.term, id));
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Polls until some node leads, or `timeout` passes.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(leader) = self.leader().await {
+                return Some(leader);
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
+        }
+        None
+    }
+}
+
+async fn status_of(addr: String) -> Option<NodeStatus> {
+    let client = Client::connect([addr.clone()])
+        .ok()?
+        .with_call_timeout(Duration::from_millis(STATUS_TIMEOUT_MS));
+    client.node_status(&addr).await.ok()
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let slots = self.slots.get_mut().unwrap_or_else(|p| p.into_inner());
+        for slot in slots.iter_mut() {
+            if let Some(process) = slot.process.take() {
+                process.kill();
+            }
+        }
+    }
+}

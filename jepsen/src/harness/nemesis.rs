@@ -1,0 +1,243 @@
+//! The nemesis: a task of its own that flip-flops faults while the clients run.
+//!
+//! Every `interval` it starts a fault of a family picked (seeded) from the run's mix,
+//! waits `interval`, and stops it; one fault is active at a time. Targets are a random
+//! node or the current leader (asked over the SDK's `node_status`). Each start and stop
+//! goes into the history as a `{"type":"nemesis"}` event and into `nemesis.log`.
+//!
+//! - `kill`: SIGKILL one node; the stop restarts it on the same data directory.
+//! - `pause`: SIGSTOP one node; the stop sends SIGCONT.
+//! - `partition`: isolate a random node, isolate the leader, cut the cluster in a
+//!   minority and a majority, or (4+ nodes) a majorities ring; the stop heals.
+//! - `clock`: move one node's wall clock by ±1 s to ±5 min (libfaketime); the stop
+//!   resets it.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::cluster::Cluster;
+use super::grudge::{self, Grudge, NodeId};
+use super::net::Network;
+use super::options::FaultFamily;
+use super::recorder::Recorder;
+
+/// Largest clock shift, in seconds (Jepsen's bumps reach about 290 s).
+const CLOCK_SHIFT_SECS_MAX: i64 = 300;
+
+/// A fault in effect, with what its stop needs.
+enum Active {
+    Killed(NodeId),
+    Paused(NodeId),
+    Partitioned,
+    ClockShifted(NodeId),
+}
+
+pub struct Nemesis {
+    pub families: Vec<FaultFamily>,
+    pub interval: Duration,
+    pub rng: StdRng,
+    pub cluster: Arc<Cluster>,
+    pub network: Arc<Network>,
+    pub recorder: Arc<Recorder>,
+    /// Per-node libfaketime offset files, by node id - 1 (clock fault only).
+    pub clock_files: Vec<PathBuf>,
+    pub log: File,
+}
+
+impl Nemesis {
+    /// Flip-flops faults until `deadline`; the last active fault is stopped by then.
+    pub async fn run(&mut self, deadline: Instant) {
+        loop {
+            self.note_crashes();
+            if !sleep_before(Instant::now() + self.interval, deadline).await {
+                return;
+            }
+            let active = self.start_fault().await;
+            let stop_at = (Instant::now() + self.interval).min(deadline);
+            tokio::time::sleep_until(stop_at.into()).await;
+            if let Some(active) = active {
+                self.stop_fault(active).await;
+            }
+        }
+    }
+
+    /// Ends every fault: heal partitions, resume paused nodes, restart dead ones,
+    /// reset clocks.
+    pub async fn heal_all(&mut self) {
+        self.note_crashes();
+        let network = self.network.clone();
+        let healed = tokio::task::spawn_blocking(move || network.heal()).await;
+        let network_result = healed.unwrap_or_else(|e| Err(e.to_string()));
+        let cluster_result = self.cluster.heal();
+        for path in &self.clock_files {
+            // A missing file only means the clock fault was never armed for that node.
+            let _ = std::fs::write(path, "+0\n");
+        }
+        let errors: Vec<String> = [network_result, cluster_result]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        self.event("heal-all", json!({ "errors": errors }));
+    }
+
+    fn note_crashes(&mut self) {
+        for crash in self.cluster.poll_crashes() {
+            self.event(
+                "crash",
+                json!({ "node": crash.node, "status": crash.status }),
+            );
+        }
+    }
+
+    fn event(&mut self, f: &str, value: Value) {
+        self.recorder.nemesis(f, value.clone());
+        let seconds = self.recorder.now_ns() as f64 / 1e9;
+        // nemesis.log is a convenience copy of the history's nemesis events.
+        let _ = writeln!(self.log, "{seconds:9.3} {f} {value}");
+    }
+
+    async fn start_fault(&mut self) -> Option<Active> {
+        let family = *self.families.choose(&mut self.rng)?;
+        match family {
+            FaultFamily::Kill => {
+                let (node, target) = self.pick_target().await;
+                let killed = self.cluster.kill(node);
+                self.event(
+                    "start-kill",
+                    json!({ "node": node, "target": target, "killed": killed }),
+                );
+                Some(Active::Killed(node))
+            }
+            FaultFamily::Pause => {
+                let (node, target) = self.pick_target().await;
+                let paused = self.cluster.pause(node);
+                self.event(
+                    "start-pause",
+                    json!({ "node": node, "target": target, "paused": paused }),
+                );
+                Some(Active::Paused(node))
+            }
+            FaultFamily::Partition => self.start_partition().await,
+            FaultFamily::Clock => self.start_clock_shift(),
+        }
+    }
+
+    async fn stop_fault(&mut self, active: Active) {
+        match active {
+            Active::Killed(node) => {
+                let started = self.cluster.start(node);
+                self.event(
+                    "stop-kill",
+                    json!({ "node": node, "restart": result_value(started) }),
+                );
+            }
+            Active::Paused(node) => {
+                self.cluster.resume(node);
+                self.event("stop-pause", json!({ "node": node }));
+            }
+            Active::Partitioned => {
+                let network = self.network.clone();
+                let healed = tokio::task::spawn_blocking(move || network.heal()).await;
+                let healed = healed.unwrap_or_else(|e| Err(e.to_string()));
+                self.event("stop-partition", json!({ "result": result_value(healed) }));
+            }
+            Active::ClockShifted(node) => {
+                let reset = self.write_clock(node, 0);
+                self.event(
+                    "stop-clock",
+                    json!({ "node": node, "result": result_value(reset) }),
+                );
+            }
+        }
+    }
+
+    /// The leader half the time (if there is one), else a random node.
+    async fn pick_target(&mut self) -> (NodeId, &'static str) {
+        if self.rng.gen_bool(0.5) {
+            if let Some(leader) = self.cluster.leader().await {
+                return (leader, "leader");
+            }
+        }
+        let ids = self.cluster.ids();
+        (ids[self.rng.gen_range(0..ids.len())], "random")
+    }
+
+    async fn start_partition(&mut self) -> Option<Active> {
+        let mut ids = self.cluster.ids();
+        let mut shapes = vec!["isolate-random", "isolate-leader", "halves"];
+        if ids.len() >= 4 {
+            shapes.push("majorities-ring");
+        }
+        let shape = *shapes.choose(&mut self.rng)?;
+        ids.shuffle(&mut self.rng);
+        let grudge: Grudge = match shape {
+            "isolate-leader" => {
+                let leader = self.cluster.leader().await.unwrap_or(ids[0]);
+                grudge::isolate(leader, &ids)
+            }
+            "halves" => grudge::halves(&ids),
+            "majorities-ring" => grudge::majorities_ring(&ids),
+            _ => grudge::isolate(ids[0], &ids),
+        };
+        let network = self.network.clone();
+        let cut = grudge.clone();
+        let applied = tokio::task::spawn_blocking(move || network.partition(&cut)).await;
+        let applied = applied.unwrap_or_else(|e| Err(e.to_string()));
+        let value = json!({
+            "shape": shape,
+            "grudge": grudge::describe(&grudge),
+            "result": result_value(applied),
+        });
+        self.event("start-partition", value);
+        Some(Active::Partitioned)
+    }
+
+    fn start_clock_shift(&mut self) -> Option<Active> {
+        let ids = self.cluster.ids();
+        let node = ids[self.rng.gen_range(0..ids.len())];
+        let magnitude = self.rng.gen_range(1..=CLOCK_SHIFT_SECS_MAX);
+        let shift = if self.rng.gen_bool(0.5) {
+            magnitude
+        } else {
+            -magnitude
+        };
+        let written = self.write_clock(node, shift);
+        self.event(
+            "start-clock",
+            json!({ "node": node, "shift_secs": shift, "result": result_value(written) }),
+        );
+        Some(Active::ClockShifted(node))
+    }
+
+    fn write_clock(&self, node: NodeId, shift_secs: i64) -> Result<(), String> {
+        let path = self
+            .clock_files
+            .get(usize::from(node) - 1)
+            .ok_or("the clock fault is not armed")?;
+        std::fs::write(path, format!("{shift_secs:+}\n")).map_err(|e| e.to_string())
+    }
+}
+
+/// Sleeps until `until` unless that is past `deadline`; false if it is.
+async fn sleep_before(until: Instant, deadline: Instant) -> bool {
+    if until >= deadline {
+        return false;
+    }
+    tokio::time::sleep_until(until.into()).await;
+    true
+}
+
+fn result_value(result: Result<(), String>) -> Value {
+    match result {
+        Ok(()) => json!("ok"),
+        Err(error) => json!({ "error": error }),
+    }
+}
