@@ -176,17 +176,12 @@ impl Node {
 
     /// Proposes a client write through the group-commit proposer (leader only).
     pub async fn write(&self, command: ClientCommand) -> Committed {
-        self.ensure_leader()?;
+        self.check_leader()?;
         self.proposer.propose(command).await
     }
 
     /// `Err(NotLeader)` with the leader's address when this node does not lead.
     pub fn check_leader(&self) -> Result<(), NodeError> {
-        self.ensure_leader()
-    }
-
-    /// Fails fast with the leader's address when this node does not lead.
-    fn ensure_leader(&self) -> Result<(), NodeError> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         if metrics.state == ServerState::Leader {
@@ -224,7 +219,7 @@ impl Node {
     }
 
     async fn read_index_from_leader(&self) -> Result<u64, NodeError> {
-        let leader = match self.ensure_leader() {
+        let leader = match self.check_leader() {
             Err(NodeError::NotLeader {
                 leader: Some(leader),
                 ..
@@ -270,7 +265,7 @@ impl Node {
     }
 
     pub async fn add_learner(&self, id: NodeId, addr: NodeAddr) -> Result<u64, NodeError> {
-        self.ensure_leader()?;
+        self.check_leader()?;
         let response = self
             .raft
             .add_learner(id, addr, true)
@@ -280,7 +275,7 @@ impl Node {
     }
 
     pub async fn promote(&self, id: NodeId) -> Result<u64, NodeError> {
-        self.ensure_leader()?;
+        self.check_leader()?;
         self.wait_learner_caught_up(id).await?;
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
         let response = self
@@ -327,7 +322,7 @@ impl Node {
     }
 
     pub async fn remove(&self, id: NodeId) -> Result<u64, NodeError> {
-        self.ensure_leader()?;
+        self.check_leader()?;
         let is_voter = self.members().iter().any(|m| m.id == id && m.voter);
         let change = if is_voter {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))

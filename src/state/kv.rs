@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, keys, ApplyContext, Error, ReadError, Txn};
+use super::{decode, encode, keys, meta_u64, ApplyContext, Error, ReadError, Txn};
 use crate::limits::{Limits, KV_TTL_MS_MAX, LIST_PAGE_KEYS_DEFAULT, LIST_PAGE_KEYS_MAX};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,14 +191,6 @@ fn namespace_in(txn: &Txn<'_>, name: &str) -> sled::Result<Option<NamespaceRecor
     txn.get(&keys::namespace(name))?
         .map(|b| decode(&b))
         .transpose()
-}
-
-fn meta_u64(txn: &Txn<'_>, name: &str) -> sled::Result<u64> {
-    Ok(txn
-        .get(&keys::meta(name))?
-        .map(|b| decode::<u64>(&b))
-        .transpose()?
-        .unwrap_or(0))
 }
 
 fn create_namespace(

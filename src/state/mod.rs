@@ -179,6 +179,15 @@ pub(crate) fn execute(
     }
 }
 
+/// A counter kept under `M<name>`; 0 when absent.
+pub(crate) fn meta_u64(txn: &Txn<'_>, name: &str) -> sled::Result<u64> {
+    Ok(txn
+        .get(&keys::meta(name))?
+        .map(|b| decode::<u64>(&b))
+        .transpose()?
+        .unwrap_or(0))
+}
+
 /// bincode helpers for records stored in the tree. A record that fails to decode
 /// is a corrupted store, reported as a storage error rather than a panic.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::kv::validate_name;
-use super::{decode, encode, keys, ApplyContext, Error, ReadError, Txn};
+use super::{decode, encode, keys, meta_u64, ApplyContext, Error, ReadError, Txn};
 use crate::limits::{
     Limits, QUEUE_BATCH_MESSAGES_MAX, QUEUE_LEASE_MS_MAX, QUEUE_SCAN_MESSAGES_MAX,
     QUEUE_SEND_BYTES_MAX,
@@ -217,14 +217,6 @@ fn queue_not_found(name: &str) -> Error {
     Error::NotFound {
         what: format!("queue {name:?}"),
     }
-}
-
-fn meta_u64(txn: &Txn<'_>, name: &str) -> sled::Result<u64> {
-    Ok(txn
-        .get(&keys::meta(name))?
-        .map(|b| decode::<u64>(&b))
-        .transpose()?
-        .unwrap_or(0))
 }
 
 fn load_queue(txn: &Txn<'_>, name: &str) -> sled::Result<Option<QueueRecord>> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::kv::ValueRecord;
 use super::queue;
 use super::sessions::forget_client;
-use super::{decode, encode, keys, ApplyContext, Outcome, Response, Txn};
+use super::{decode, encode, keys, meta_u64, ApplyContext, Outcome, Response, Txn};
 use crate::limits::{SESSIONS_MAX, SESSION_IDLE_MS_MAX};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,18 +28,19 @@ pub fn add_client_count(txn: &mut Txn<'_>, delta: i64) -> sled::Result<()> {
 }
 
 fn client_count(txn: &Txn<'_>) -> sled::Result<u64> {
-    Ok(txn
-        .get(&keys::meta(META_CLIENT_COUNT))?
-        .map(|b| decode::<u64>(&b))
-        .transpose()?
-        .unwrap_or(0))
+    meta_u64(txn, META_CLIENT_COUNT)
 }
 
 pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, sweep: &Sweep) -> sled::Result<Outcome> {
     let mut budget = sweep.items_max;
     budget -= expire_keys(txn, ctx.now_ms, budget)?;
-    budget -= purge_dropped_namespace(txn, budget)?;
-    budget -= purge_dropped_queue(txn, budget)?;
+    budget -= purge_dropped(txn, keys::DROPPED, keys::kv_prefix, budget)?;
+    budget -= purge_dropped(
+        txn,
+        keys::QUEUE_DROPPED,
+        queue::dropped_messages_prefix,
+        budget,
+    )?;
     budget -= expire_sessions(txn, ctx.now_ms, budget)?;
     Ok(Ok(Response::Swept {
         removed_count: sweep.items_max - budget,
@@ -68,38 +69,23 @@ fn expire_keys(txn: &mut Txn<'_>, now_ms: u64, budget: u64) -> sled::Result<u64>
     Ok(removed)
 }
 
-fn purge_dropped_namespace(txn: &mut Txn<'_>, budget: u64) -> sled::Result<u64> {
-    let Some((marker, _)) = txn.scan_prefix(&[keys::DROPPED], 1)?.into_iter().next() else {
+/// Removes up to `budget` records of the first dropped id under `marker_prefix`
+/// (a deleted namespace, or a purged or deleted queue); the marker goes once
+/// nothing is left. `data_prefix` maps the id to the prefix of its records.
+fn purge_dropped(
+    txn: &mut Txn<'_>,
+    marker_prefix: u8,
+    data_prefix: fn(u64) -> Vec<u8>,
+    budget: u64,
+) -> sled::Result<u64> {
+    let Some((marker, _)) = txn.scan_prefix(&[marker_prefix], 1)?.into_iter().next() else {
         return Ok(0);
     };
-    let Some(ns_id) = keys::u64_at(&marker, 1) else {
+    let Some(id) = keys::u64_at(&marker, 1) else {
         txn.remove(marker);
         return Ok(0);
     };
-    let doomed = txn.scan_prefix(&keys::kv_prefix(ns_id), budget as usize)?;
-    let removed = doomed.len() as u64;
-    for (key, _) in doomed {
-        txn.remove(key);
-    }
-    if removed < budget {
-        txn.remove(marker);
-    }
-    Ok(removed)
-}
-
-fn purge_dropped_queue(txn: &mut Txn<'_>, budget: u64) -> sled::Result<u64> {
-    let Some((marker, _)) = txn
-        .scan_prefix(&[keys::QUEUE_DROPPED], 1)?
-        .into_iter()
-        .next()
-    else {
-        return Ok(0);
-    };
-    let Some(queue_id) = keys::u64_at(&marker, 1) else {
-        txn.remove(marker);
-        return Ok(0);
-    };
-    let doomed = txn.scan_prefix(&queue::dropped_messages_prefix(queue_id), budget as usize)?;
+    let doomed = txn.scan_prefix(&data_prefix(id), budget as usize)?;
     let removed = doomed.len() as u64;
     for (key, _) in doomed {
         txn.remove(key);

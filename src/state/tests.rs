@@ -188,3 +188,54 @@ fn the_clock_never_goes_back_between_entries() {
         "expiry counted from the state machine's clock"
     );
 }
+
+#[test]
+fn the_sweeper_frees_a_purged_queue_and_a_deleted_namespace_in_bounded_steps() {
+    use super::queue::QueueCommand;
+    let store = store();
+    create_ns(&store);
+    let plain = |command: Command| ClientCommand {
+        session: None,
+        command,
+    };
+    let puts: Vec<_> = (0..5)
+        .map(|i| plain(Command::Kv(put(&format!("k{i}")))))
+        .collect();
+    apply(&store, 2, 0, puts);
+    let create = QueueCommand::Create {
+        name: "q".into(),
+        queues_max: 10,
+    };
+    let send = QueueCommand::Send {
+        queue: "q".into(),
+        messages: vec![b"m".to_vec(); 5],
+    };
+    let purge = QueueCommand::Purge { name: "q".into() };
+    let drop_ns = KvCommand::DeleteNamespace { name: "ns".into() };
+    let commands = vec![
+        plain(Command::Queue(create)),
+        plain(Command::Queue(send)),
+        plain(Command::Queue(purge)),
+        plain(Command::Kv(drop_ns)),
+    ];
+    apply(&store, 3, 0, commands);
+    let stored = |prefix: u8| store.tree().scan_prefix([prefix]).count();
+    assert_eq!(
+        (stored(keys::KV), stored(keys::QUEUE_MESSAGE)),
+        (5, 5),
+        "purge and delete only hide"
+    );
+    let sweep = |items_max| plain(Command::Sweep(Sweep { items_max }));
+    let first = apply(&store, 4, 0, vec![sweep(3)]);
+    assert_eq!(
+        first,
+        vec![Ok(Response::Swept { removed_count: 3 })],
+        "a sweep stays within its budget"
+    );
+    apply(&store, 5, 0, vec![sweep(100)]);
+    assert_eq!((stored(keys::KV), stored(keys::QUEUE_MESSAGE)), (0, 0));
+    assert!(
+        !sweep::has_work(store.tree(), 0).unwrap(),
+        "markers are gone once everything is freed"
+    );
+}
