@@ -129,10 +129,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     );
     let (signalled_tx, signalled) = tokio::sync::watch::channel(false);
+    let stop_on_fatal = signalled_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = signalled_tx.send(true); // receivers live until the node stops
     });
+    // A node whose Raft core stopped on a storage error (a full or failing disk)
+    // can no longer take part; exiting lets a supervisor restart it on its data.
+    let (fatal_tx, mut fatal) = tokio::sync::watch::channel(None::<String>);
+    tokio::spawn(raft_fatal(node.clone(), fatal_tx, stop_on_fatal));
     let mut serve_stop = signalled.clone();
     let served = crate::api::serve(node.clone(), grpc_listener, http_listener, async move {
         let _ = serve_stop.changed().await;
@@ -152,7 +157,39 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     tracing::info!("shutting down");
     node.shutdown().await;
+    if let Some(reason) = fatal.borrow_and_update().clone() {
+        anyhow::bail!("raft stopped: {reason}");
+    }
     result
+}
+
+/// Waits until Raft reports a fatal error, records it and starts the shutdown.
+/// Runs until then or until the node stops.
+async fn raft_fatal(
+    node: std::sync::Arc<Node>,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+    stop: tokio::sync::watch::Sender<bool>,
+) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let state = metrics.borrow_and_update().running_state.clone();
+        match state {
+            Ok(()) => {}
+            // Our own shutdown.
+            Err(openraft::error::Fatal::Stopped) => return,
+            // A storage error or a panic in the core: this node can no longer do
+            // its part.
+            Err(error) => {
+                tracing::error!(%error, "raft stopped; shutting the node down");
+                let _ = fatal.send(Some(error.to_string())); // the server loop holds the receiver
+                let _ = stop.send(true); // likewise
+                return;
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return; // raft is gone: the node is shutting down
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -313,3 +313,10 @@ where
         }
     }
 }
+
+impl TestNode {
+    /// The exit status if the process has ended on its own (without reaping a live one).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+}
