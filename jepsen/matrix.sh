@@ -6,8 +6,9 @@
 #   jepsen/matrix.sh [--seeds N] [--seed-base S] [--nodes N] [--time-limit-secs S]
 #                    [--nemesis-interval-secs S] [--rate R] [--release] [--only-workload W]
 #
-# Defaults: 3 seeds, 5 nodes, 300 s, faults every 5 s, 50 ops/s, debug build: 36 runs,
-# about 3.5 hours. Needs root. Prints one line per run and writes a TSV summary to
+# Workloads: register, set, queue (lease mode) and queue-pop (queue --queue-mode pop).
+# Defaults: 3 seeds, 5 nodes, 300 s, faults every 5 s, 50 ops/s, debug build: 72 runs,
+# about 7 hours. Needs root. Prints one line per run and writes a TSV summary to
 # jepsen/store/matrix-<time>.tsv; exit 1 if any run was invalid, else 2 if any was
 # unknown, else 0.
 set -euo pipefail
@@ -20,7 +21,7 @@ time_limit_secs=300
 interval_secs=5
 rate=50
 profile=debug
-workloads=(register set)
+workloads=(register set queue queue-pop)
 mixes=(none kill pause partition clock kill,pause,partition,clock)
 
 while (( $# > 0 )); do
@@ -63,10 +64,14 @@ for workload in "${workloads[@]}"; do
       if [[ "$mix" != none ]]; then
         nemesis_args=(--nemesis "$mix")
       fi
+      workload_args=(--workload "$workload")
+      if [[ "$workload" == queue-pop ]]; then
+        workload_args=(--workload queue --queue-mode pop)
+      fi
       log="$log_dir/$workload-${mix//,/+}-$seed.log"
       set +e
       timeout --signal=INT --kill-after=30 "$run_timeout_secs" \
-        "$harness" run --workload "$workload" "${nemesis_args[@]}" --nodes "$nodes" \
+        "$harness" run "${workload_args[@]}" "${nemesis_args[@]}" --nodes "$nodes" \
         --time-limit-secs "$time_limit_secs" --nemesis-interval-secs "$interval_secs" \
         --rate "$rate" --seed "$seed" --cairn-bin "$cairn" > "$log" 2>&1
       code=$?

@@ -17,8 +17,9 @@
 //!   - [`checker::linear`]: the linearizability check (Wing–Gong/Lowe search with
 //!     memoisation, as in Porcupine), per partition, with deadlines and diagnostics.
 //!   - [`checker::models`]: register, KV (get/put/append) and versioned KV models.
-//!   - [`checker::sets`], [`checker::queues`], [`checker::list_append`]: polynomial
-//!     checkers for set, queue (total + FIFO) and list-append workloads.
+//!   - [`checker::sets`], [`checker::queues`], [`checker::queue_seqs`],
+//!     [`checker::list_append`]: polynomial checkers for set, queue (total, FIFO,
+//!     sequence numbers) and list-append workloads.
 //! - [`check`]: the pipeline for one history file (read, pair, decode, check), shared
 //!   by the CLI and the tests.
 //! - [`error`]: the one error type (bad input is an error, never a panic).

@@ -1,12 +1,13 @@
 //! Goal: cairn stays correct under faults, in CI: a register workload under network
-//! partitions is linearizable, and a set workload under kill -9 and restarts loses no
-//! acknowledged add.
+//! partitions is linearizable, a set workload under kill -9 and restarts loses no
+//! acknowledged add, and a queue workload (lease and ack) under kill -9 and restarts
+//! loses no acknowledged send and keeps FIFO order.
 //!
 //! Method: the CI profile of the chaos harness. Each test runs `cairn-jepsen run`
 //! against a real 3-node cluster of the `cairn` debug binary in network namespaces for
-//! 25 s of workload (faults flip every 4 s), and asserts exit code 0 and `valid`.
-//! Needs root; without it the tests print a loud SKIPPED banner and return. The two
-//! runs take turns (a lock) so they never share the 2-core machine.
+//! 20-25 s of workload (faults flip every 4 s), and asserts exit code 0 and `valid`.
+//! Needs root; without it the tests print a loud SKIPPED banner and return. The runs
+//! take turns (a lock) so they never share the 2-core machine.
 
 mod common;
 
@@ -45,5 +46,14 @@ fn set_under_kill_and_restart_loses_no_acknowledged_add() {
     assert_valid(
         "set_under_kill_and_restart_loses_no_acknowledged_add",
         "--workload set --nemesis kill --time-limit-secs 25 --nemesis-interval-secs 4 --seed 2",
+    );
+}
+
+#[test]
+fn queue_under_kill_and_restart_loses_no_acknowledged_send() {
+    assert_valid(
+        "queue_under_kill_and_restart_loses_no_acknowledged_send",
+        "--workload queue --queue-mode lease --nemesis kill --time-limit-secs 20 \
+         --nemesis-interval-secs 4 --seed 4",
     );
 }

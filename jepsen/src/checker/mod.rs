@@ -4,8 +4,9 @@
 //! - [`linear`]: the linearizability check over partitions (public entry point), built on
 //!   [`schedule`] (time slices for partitions in turn, on a thread pool) and [`search`]
 //!   (one partition's resumable Wing–Gong/Lowe search over an `event_list`).
-//! - [`sets`], [`queues`], [`list_append`]: polynomial checkers over simple inputs,
-//!   sharing [`WriteOutcome`] and a real-time precedence sweep (`precedence`).
+//! - [`sets`], [`queues`], [`queue_seqs`], [`list_append`]: polynomial checkers over
+//!   simple inputs, sharing [`WriteOutcome`] and a real-time precedence sweep
+//!   (`precedence`).
 //!
 //! Every checker ends in a [`Verdict`]; several verdicts merge with
 //! invalid > unknown > valid, as Jepsen merges `:valid?`.
@@ -16,6 +17,7 @@ pub mod list_append;
 pub mod model;
 pub mod models;
 mod precedence;
+pub mod queue_seqs;
 pub mod queues;
 pub mod schedule;
 pub mod search;

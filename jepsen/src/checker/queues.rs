@@ -14,6 +14,9 @@
 //! the send of `b` began, the first receive of `b` must not end before the first receive
 //! of `a` begins. A receive ending before its message's send began is also reported.
 //! Put every send under one producer to check order across producers as well.
+//!
+//! [`attribute_lost_to_unknown_receives`] is for pop (at-most-once) queues: which lost
+//! messages receives of unknown outcome may have taken.
 
 use std::collections::BTreeMap;
 
@@ -134,6 +137,43 @@ fn total_queue_verdict<E>(report: &TotalQueueReport<E>, options: TotalQueueOptio
         (false, true) => Verdict::Invalid,
         (false, false) => Verdict::Unknown,
     }
+}
+
+/// A lost message of an at-most-once (pop) queue, for
+/// [`attribute_lost_to_unknown_receives`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostMessage<E> {
+    pub message: E,
+    /// By when the message was certainly gone: the earliest end of a successful receive
+    /// of a message with a higher sequence number (a pop takes the lowest, so this one
+    /// was taken before); `None` if unknown.
+    pub gone_by: Option<Time>,
+}
+
+/// Pop semantics: a receive whose outcome is unknown may have taken a message and lost
+/// the reply, so acknowledged messages never received are not all anomalies. Each
+/// unknown receive can account for one lost message, and only for one that was gone
+/// after the receive was invoked (`call time < gone_by`). Returns the messages such
+/// receives account for, a largest such set (lost messages by `gone_by`, each taking a
+/// receive invoked before it; the sets of eligible receives are nested, so greedy is
+/// optimal); the rest stay lost.
+pub fn attribute_lost_to_unknown_receives<E: Clone>(
+    lost: &[LostMessage<E>],
+    unknown_receive_calls: &[Time],
+) -> Vec<E> {
+    let mut by_deadline: Vec<&LostMessage<E>> = lost.iter().collect();
+    by_deadline.sort_by_key(|lost| lost.gone_by.unwrap_or(Time::MAX));
+    let mut calls = unknown_receive_calls.to_vec();
+    calls.sort_unstable();
+    let mut attributed = Vec::new();
+    for lost in by_deadline {
+        let deadline = lost.gone_by.unwrap_or(Time::MAX);
+        let eligible = calls.partition_point(|&call| call < deadline);
+        if attributed.len() < eligible {
+            attributed.push(lost.message.clone());
+        }
+    }
+    attributed
 }
 
 /// A send, for the FIFO check.

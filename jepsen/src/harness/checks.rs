@@ -5,6 +5,7 @@
 //!   checker with the versioned-KV model, one partition per key;
 //! - `set` (set): adds against the final read (lost, unexpected, failed but present,
 //!   recovered);
+//! - `total-queue` and `fifo` (queue): see [`super::queue_checks`];
 //! - `stats`: completions per function; unknown if some function never succeeded;
 //! - `nodes`: invalid if a node exited without being killed, or a node log shows a
 //!   panic.
@@ -17,7 +18,8 @@ use serde_json::{json, Value};
 
 use super::cluster::Crash;
 use super::grudge::NodeId;
-use super::options::WorkloadKind;
+use super::options::{QueueMode, WorkloadKind};
+use super::queue_checks::check_queue;
 use super::recorder::{Entry, EntryType};
 use crate::check::{check_history_text, ModelKind};
 use crate::checker::linear::{CheckOptions, LinearizabilityReport};
@@ -42,6 +44,7 @@ pub struct CheckerResult {
 /// What the checkers look at.
 pub struct RunFacts<'a> {
     pub workload: WorkloadKind,
+    pub queue_mode: QueueMode,
     pub history_text: &'a str,
     pub entries: &'a [Entry],
     pub crashes: &'a [Crash],
@@ -50,11 +53,13 @@ pub struct RunFacts<'a> {
 }
 
 pub fn run_checkers(facts: &RunFacts<'_>) -> Vec<CheckerResult> {
-    let main = match facts.workload {
-        WorkloadKind::Register => check_linear(facts),
-        WorkloadKind::Set => check_set_history(facts.history_text),
+    let mut checkers = match facts.workload {
+        WorkloadKind::Register => vec![check_linear(facts)],
+        WorkloadKind::Set => vec![check_set_history(facts.history_text)],
+        WorkloadKind::Queue => check_queue(facts.history_text, facts.queue_mode),
     };
-    vec![main, check_stats(facts.entries), check_nodes(facts)]
+    checkers.extend([check_stats(facts.entries), check_nodes(facts)]);
+    checkers
 }
 
 /// `true`, `false` or `"unknown"`, as results.json spells verdicts.
@@ -176,7 +181,7 @@ fn check_set_history(history_text: &str) -> CheckerResult {
     }
 }
 
-fn write_outcome(record: &OpRecord) -> WriteOutcome {
+pub(super) fn write_outcome(record: &OpRecord) -> WriteOutcome {
     match record.completion {
         Completion::Ok(_) => WriteOutcome::Acknowledged,
         Completion::Fail { .. } => WriteOutcome::Failed,
@@ -300,6 +305,7 @@ mod tests {
     ) -> Vec<(&'static str, Verdict)> {
         let facts = RunFacts {
             workload,
+            queue_mode: QueueMode::Lease,
             history_text: text,
             entries,
             crashes: &[],

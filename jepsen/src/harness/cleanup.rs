@@ -1,6 +1,6 @@
 //! Nothing a run creates may outlive it: node processes, network namespaces, the
-//! bridge and the host's FORWARD rule are registered here as they are made, and
-//! [`cleanup_all`] undoes whatever is still registered.
+//! bridge, the host's FORWARD rule and tmpfs mounts (`disk-full`) are registered here
+//! as they are made, and [`cleanup_all`] undoes whatever is still registered.
 //!
 //! The normal path tears everything down in order and unregisters it as it goes, so
 //! the final [`CleanupGuard`] finds nothing left. On a panic the guard's `Drop` runs
@@ -20,6 +20,8 @@ struct Registry {
     bridges: Vec<String>,
     /// Bridges for which `iptables -I FORWARD -i BR -o BR -j ACCEPT` was added.
     forward_rules: Vec<String>,
+    /// tmpfs mount points (the `disk-full` node's data directory).
+    mounts: Vec<String>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -27,6 +29,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     namespaces: Vec::new(),
     bridges: Vec::new(),
     forward_rules: Vec::new(),
+    mounts: Vec::new(),
 });
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -87,6 +90,21 @@ pub fn delete_forward_rule(bridge: &str) -> Result<(), String> {
     exec::run("iptables", &args).map(drop)
 }
 
+pub fn add_mount(path: &str) {
+    registry().mounts.push(path.to_string());
+}
+
+/// Unmounts `path` if registered: a plain unmount, else a lazy one (a process may
+/// still hold files there; the memory goes when it lets go).
+pub fn unmount(path: &str) -> Result<(), String> {
+    if !take(&mut registry().mounts, path) {
+        return Ok(());
+    }
+    exec::run("umount", &[path])
+        .or_else(|_| exec::run("umount", &["-l", path]))
+        .map(drop)
+}
+
 /// Removes `name` from `list`; whether it was there. Whoever takes an item deletes
 /// it, so the normal path and the cleanup path never delete the same thing twice.
 fn take(list: &mut Vec<String>, name: &str) -> bool {
@@ -96,7 +114,7 @@ fn take(list: &mut Vec<String>, name: &str) -> bool {
 }
 
 /// Undoes everything still registered: processes first (SIGCONT so a paused one can
-/// die, then SIGKILL), then namespaces, bridges and FORWARD rules. Returns the
+/// die, then SIGKILL), then namespaces, bridges, FORWARD rules and mounts. Returns the
 /// failures, which are also printed.
 pub fn cleanup_all() -> Vec<String> {
     let (pids, namespaces, bridges, rules) = {
@@ -108,6 +126,7 @@ pub fn cleanup_all() -> Vec<String> {
             registry.forward_rules.clone(),
         )
     };
+    let mounts = registry().mounts.clone();
     for &pid in &pids {
         exec::signal(pid, libc::SIGCONT);
         exec::signal(pid, libc::SIGKILL);
@@ -117,6 +136,7 @@ pub fn cleanup_all() -> Vec<String> {
     failures.extend(namespaces.iter().filter_map(|n| delete_namespace(n).err()));
     failures.extend(bridges.iter().filter_map(|b| delete_bridge(b).err()));
     failures.extend(rules.iter().filter_map(|b| delete_forward_rule(b).err()));
+    failures.extend(mounts.iter().filter_map(|m| unmount(m).err()));
     for failure in &failures {
         eprintln!("cleanup: {failure}");
     }

@@ -6,6 +6,13 @@
 //! effect at any time; a new process id takes its place with fresh SDK clients, hence a
 //! fresh session. Processes are paced together to the run's rate.
 //!
+//! A workload may ask for a *follow-up* right after an operation (the queue's ack of
+//! the message a receive returned); it runs at once, outside the pacing, even past the
+//! time limit (it completes the operation before it). It may also
+//! let a process go on without a pacer slot (a queue consumer that just got a message
+//! receives again at once, so consumers keep the queue near empty and their long polls
+//! do the waiting), at most `UNPACED_RUN_MAX` operations in a row.
+//!
 //! A process has a *home* node. Its write client lists the home node first (the SDK
 //! follows leader hints from there); its read client knows only the home node, so
 //! linearizable reads are served by followers as well as by the leader.
@@ -27,6 +34,9 @@ use super::workload::Workload;
 pub const WRITE_TIMEOUT_MS: u64 = 3_000;
 /// Deadline of one read; a read that misses it simply failed (it changed nothing).
 pub const READ_TIMEOUT_MS: u64 = 1_500;
+/// Operations in a row a process may run without a pacer slot when its workload asks
+/// (a queue consumer working through a backlog); then it takes a slot again.
+const UNPACED_RUN_MAX: u32 = 50;
 /// Extra time the harness allows an operation beyond its SDK deadline before it
 /// records the outcome as unknown itself.
 const OPERATION_SLACK_MS: u64 = 2_000;
@@ -167,10 +177,32 @@ pub async fn run_slot(shared: Arc<Processes>, slot: usize) -> Result<u64, String
     let mut rng = StdRng::seed_from_u64(shared.seed ^ (slot as u64).wrapping_mul(0x9e37_79b9));
     let mut session = Session::new(slot as u64, home, &shared.cluster)?;
     let mut count = 0;
-    while shared.pacer.wait(shared.deadline).await {
+    let mut unpaced_run = 0;
+    loop {
+        let go = if unpaced_run > 0 {
+            Instant::now() < shared.deadline
+        } else {
+            shared.pacer.wait(shared.deadline).await
+        };
+        if !go {
+            break;
+        }
         let op = shared.workload.next_op(&mut rng, session.process, reader);
-        let outcome = invoke(&shared.recorder, &shared.workload, &session, &op).await;
+        let mut outcome = invoke(&shared.recorder, &shared.workload, &session, &op).await;
         count += 1;
+        // A follow-up (the queue's ack of a message just received) runs at once, without
+        // a pacer slot, so it lands well within the message's lease; at most one. It
+        // completes its operation, so it runs even past the deadline.
+        if let Some(follow_up) = shared.workload.follow_up(session.process) {
+            outcome = invoke(&shared.recorder, &shared.workload, &session, &follow_up).await;
+            count += 1;
+        }
+        let unpaced = shared.workload.next_unpaced(reader, &outcome);
+        unpaced_run = if unpaced && unpaced_run < UNPACED_RUN_MAX {
+            unpaced_run + 1
+        } else {
+            0
+        };
         if matches!(outcome, Outcome::Info { .. }) {
             let process = session.process + shared.concurrency as u64;
             session = Session::new(process, home, &shared.cluster)?;
@@ -202,7 +234,7 @@ pub async fn invoke(
         .unwrap_or_else(|_| Outcome::Info {
             error: "harness-timeout".to_string(),
         });
-    workload.observe(op, &outcome);
+    workload.observe(session.process, op, &outcome);
     let completion = match &outcome {
         Outcome::Ok(value) => event(EntryType::Ok, value.clone(), None),
         Outcome::Fail { error } => event(EntryType::Fail, op.value.clone(), Some(error.clone())),

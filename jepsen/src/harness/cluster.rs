@@ -1,6 +1,13 @@
 //! The cluster under test: the nodes' specs, their processes, and the operations the
 //! nemesis and the orchestrator need (kill, restart, pause, resume, leader lookup,
-//! graceful stop). Exits the nemesis did not cause are remembered as crashes.
+//! graceful stop). Exits the nemesis did not cause are remembered as crashes; exits
+//! the nemesis allowed (a node that stops on ENOSPC during `disk-full`) are remembered
+//! as expected exits.
+//!
+//! A [`NodeId`] here is a *host*: a namespace, an address and a log file. Its cairn
+//! node id (the Raft id) is the host's number until the `member` fault replaces the
+//! node with a new id on an empty data directory ([`Cluster::replace`]); every later
+//! start of that host starts the new node.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -23,6 +30,12 @@ struct Slot {
     process: Option<NodeProcess>,
     paused: bool,
     starts: u32,
+    /// The cairn (Raft) id of the node this host runs now.
+    raft_id: u64,
+    /// The spec of a replacement node (`member`), used instead of the original.
+    replacement: Option<NodeSpec>,
+    /// Why an exit of this node would be expected now (`disk-full`), if it would.
+    exit_expected: Option<String>,
 }
 
 /// A node that exited without being told to.
@@ -30,6 +43,8 @@ struct Slot {
 pub struct Crash {
     pub node: NodeId,
     pub status: String,
+    /// Why the exit was expected (the nemesis allowed it), if it was.
+    pub expected: Option<String>,
 }
 
 pub struct Cluster {
@@ -37,16 +52,31 @@ pub struct Cluster {
     specs: Vec<NodeSpec>,
     slots: Mutex<Vec<Slot>>,
     crashes: Mutex<Vec<Crash>>,
+    expected_exits: Mutex<Vec<Crash>>,
+    /// The next cairn id a replacement node gets (never reused).
+    next_raft_id: std::sync::atomic::AtomicU64,
+    /// The host whose data directory is a tmpfs (`disk-full`), if any.
+    disk_full_host: Mutex<Option<NodeId>>,
 }
 
 impl Cluster {
     pub fn new(binary: PathBuf, specs: Vec<NodeSpec>) -> Cluster {
-        let slots = specs.iter().map(|_| Slot::default()).collect();
+        let slots = specs
+            .iter()
+            .map(|spec| Slot {
+                raft_id: u64::from(spec.id),
+                ..Slot::default()
+            })
+            .collect();
+        let next_raft_id = specs.len() as u64 + 1;
         Cluster {
             binary,
             specs,
             slots: Mutex::new(slots),
             crashes: Mutex::new(Vec::new()),
+            expected_exits: Mutex::new(Vec::new()),
+            next_raft_id: next_raft_id.into(),
+            disk_full_host: Mutex::new(None),
         }
     }
 
@@ -97,11 +127,8 @@ impl Cluster {
             return Ok(());
         }
         slot.starts += 1;
-        slot.process = Some(NodeProcess::spawn(
-            &self.binary,
-            self.spec(id),
-            slot.starts,
-        )?);
+        let spec = slot.replacement.as_ref().unwrap_or(self.spec(id));
+        slot.process = Some(NodeProcess::spawn(&self.binary, spec, slot.starts)?);
         slot.paused = false;
         Ok(())
     }
@@ -141,7 +168,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Reaps nodes that exited on their own; returns the new crashes.
+    /// Reaps nodes that exited on their own; returns the new exits, expected ones
+    /// (see [`Cluster::expect_exit`]) marked as such.
     pub fn poll_crashes(&self) -> Vec<Crash> {
         let mut found = Vec::new();
         for (index, slot) in self.slots().iter_mut().enumerate() {
@@ -152,13 +180,81 @@ impl Cluster {
             found.push(Crash {
                 node: self.specs[index].id,
                 status: describe_status(status),
+                expected: slot.exit_expected.clone(),
             });
         }
+        let (expected, unexpected): (Vec<Crash>, Vec<Crash>) =
+            found.iter().cloned().partition(|c| c.expected.is_some());
         self.crashes
             .lock()
             .expect("crash list lock is never poisoned")
-            .extend(found.iter().cloned());
+            .extend(unexpected);
+        self.expected_exits
+            .lock()
+            .expect("exit list lock is never poisoned")
+            .extend(expected);
         found
+    }
+
+    /// From now on an exit of `id` is expected, for `reason`; `None` ends that.
+    pub fn expect_exit(&self, id: NodeId, reason: Option<&str>) {
+        self.slots()[usize::from(id) - 1].exit_expected = reason.map(str::to_string);
+    }
+
+    /// Exits the nemesis allowed (not crashes).
+    pub fn expected_exits(&self) -> Vec<Crash> {
+        self.expected_exits
+            .lock()
+            .expect("exit list lock is never poisoned")
+            .clone()
+    }
+
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.slots()[usize::from(id) - 1].process.is_some()
+    }
+
+    /// The cairn (Raft) id host `id` runs now.
+    pub fn raft_id(&self, id: NodeId) -> u64 {
+        self.slots()[usize::from(id) - 1].raft_id
+    }
+
+    /// The host running cairn node `raft_id`, if any.
+    pub fn host_of(&self, raft_id: u64) -> Option<NodeId> {
+        let slots = self.slots();
+        let index = slots.iter().position(|slot| slot.raft_id == raft_id)?;
+        Some(self.specs[index].id)
+    }
+
+    /// The spec host `id` starts now (its replacement's, after a `member` fault).
+    pub fn current_spec(&self, id: NodeId) -> NodeSpec {
+        let slots = self.slots();
+        let slot = &slots[usize::from(id) - 1];
+        slot.replacement
+            .clone()
+            .unwrap_or_else(|| self.spec(id).clone())
+    }
+
+    /// A cairn id never used in this cluster.
+    pub fn new_raft_id(&self) -> u64 {
+        self.next_raft_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// From now on host `id` runs cairn node `raft_id` with `spec` (which must not be
+    /// running: stop the old node first).
+    pub fn replace(&self, id: NodeId, raft_id: u64, spec: NodeSpec) {
+        let mut slots = self.slots();
+        let slot = &mut slots[usize::from(id) - 1];
+        slot.raft_id = raft_id;
+        slot.replacement = Some(spec);
+    }
+
+    pub fn set_disk_full_host(&self, id: NodeId) {
+        *self.disk_full_host.lock().expect("lock is never poisoned") = Some(id);
+    }
+
+    pub fn disk_full_host(&self) -> Option<NodeId> {
+        *self.disk_full_host.lock().expect("lock is never poisoned")
     }
 
     pub fn crashes(&self) -> Vec<Crash> {
@@ -252,6 +348,16 @@ impl Drop for Cluster {
         for slot in slots.iter_mut() {
             if let Some(process) = slot.process.take() {
                 process.kill();
+            }
+        }
+        let disk_full_host = *self
+            .disk_full_host
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = disk_full_host {
+            let dir = self.spec(id).data_dir.display().to_string();
+            if let Err(error) = super::cleanup::unmount(&dir) {
+                eprintln!("unmounting the disk-full tmpfs: {error}");
             }
         }
     }

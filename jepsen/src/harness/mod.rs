@@ -8,11 +8,12 @@
 //! - [`run`]: the phases of one run, start to end; [`report`]: checks and reports.
 //! - Hosts: [`net`] (namespaces, bridge, partitions), [`grudge`] (partition shapes),
 //!   [`node`] (one server process), [`cluster`] (all of them, leader lookup).
-//! - Clients: [`client`] (logical processes, outcomes, pacing), [`workload`] with
-//!   [`register`] and [`set`].
-//! - Faults: [`nemesis`].
-//! - History and output: [`recorder`] (JSONL), [`checks`], [`spans`], [`plots`]
-//!   (gnuplot), [`timeline`] (HTML), [`store`] (run directories).
+//! - Clients: [`client`] (logical processes, outcomes, pacing, follow-ups),
+//!   [`workload`] with [`register`], [`set`] and [`queue`].
+//! - Faults: [`nemesis`], with [`faults`] (loss shapes, tmpfs for disk-full, probes)
+//!   and [`member`] (membership changes).
+//! - History and output: [`recorder`] (JSONL), [`checks`] with [`queue_checks`],
+//!   [`spans`], [`plots`] (gnuplot), [`timeline`] (HTML), [`store`] (run directories).
 //! - Safety: [`cleanup`] (registry undone on every exit path), [`leftovers`] (what
 //!   a SIGKILLed harness left behind), [`exec`] (system tools).
 
@@ -21,14 +22,18 @@ pub mod cleanup;
 pub mod client;
 pub mod cluster;
 pub mod exec;
+pub mod faults;
 pub mod grudge;
 pub mod leftovers;
+pub mod member;
 pub mod nemesis;
 pub mod net;
 pub mod node;
 pub mod options;
 pub mod plots;
 pub mod probe;
+pub mod queue;
+pub mod queue_checks;
 pub mod recorder;
 pub mod register;
 pub mod report;

@@ -11,6 +11,13 @@
 //!   minority and a majority, or (4+ nodes) a majorities ring; the stop heals.
 //! - `clock`: move one node's wall clock by ±1 s to ±5 min (libfaketime); the stop
 //!   resets it.
+//! - `loss`: drop 20-40 % of the packets on every link of one node or on a random set
+//!   of node pairs (iptables `statistic`, see [`super::faults`]); the stop heals.
+//! - `member`: remove a non-leader voter and stop it; the stop brings its host back
+//!   as a new id on an empty data directory, learner then voter (see [`super::member`]).
+//! - `disk-full`: fill the tmpfs data directory of the disk-full node until ENOSPC;
+//!   the stop deletes the filler and restarts the node (same data) if it exited. Its
+//!   exit meanwhile is expected, recorded as `expected-exit`, not as a crash.
 
 use std::fs::File;
 use std::io::Write;
@@ -24,7 +31,9 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
+use super::faults;
 use super::grudge::{self, Grudge, NodeId};
+use super::member::{self, Removal};
 use super::net::Network;
 use super::options::FaultFamily;
 use super::recorder::Recorder;
@@ -38,7 +47,13 @@ enum Active {
     Paused(NodeId),
     Partitioned,
     ClockShifted(NodeId),
+    Lossy,
+    Removed(Removal),
+    DiskFull(NodeId),
 }
+
+/// Why a disk-full node's exit is no crash.
+const DISK_FULL_EXIT: &str = "disk-full: ENOSPC";
 
 pub struct Nemesis {
     pub families: Vec<FaultFamily>,
@@ -69,19 +84,25 @@ impl Nemesis {
         }
     }
 
-    /// Ends every fault: heal partitions, resume paused nodes, restart dead ones,
-    /// reset clocks.
+    /// Ends every fault: heal partitions and packet loss, delete the disk-full filler,
+    /// resume paused nodes, restart dead ones, add and promote any host whose node is
+    /// not a voter (`member`), reset clocks.
     pub async fn heal_all(&mut self) {
         self.note_crashes();
         let network = self.network.clone();
         let healed = tokio::task::spawn_blocking(move || network.heal()).await;
         let network_result = healed.unwrap_or_else(|e| Err(e.to_string()));
+        let disk_result = self.unfill_disk();
         let cluster_result = self.cluster.heal();
+        if self.families.contains(&FaultFamily::Member) {
+            let joins = member::finish_joins(&self.cluster).await;
+            self.event("heal-member", json!({ "fixed": joins }));
+        }
         for path in &self.clock_files {
             // A missing file only means the clock fault was never armed for that node.
             let _ = std::fs::write(path, "+0\n");
         }
-        let errors: Vec<String> = [network_result, cluster_result]
+        let errors: Vec<String> = [network_result, disk_result, cluster_result]
             .into_iter()
             .filter_map(Result::err)
             .collect();
@@ -90,9 +111,13 @@ impl Nemesis {
 
     fn note_crashes(&mut self) {
         for crash in self.cluster.poll_crashes() {
+            let f = match crash.expected {
+                Some(_) => "expected-exit",
+                None => "crash",
+            };
             self.event(
-                "crash",
-                json!({ "node": crash.node, "status": crash.status }),
+                f,
+                json!({ "node": crash.node, "status": crash.status, "expected": crash.expected }),
             );
         }
     }
@@ -127,6 +152,9 @@ impl Nemesis {
             }
             FaultFamily::Partition => self.start_partition().await,
             FaultFamily::Clock => self.start_clock_shift(),
+            FaultFamily::Loss => self.start_loss().await,
+            FaultFamily::Member => self.start_member().await,
+            FaultFamily::DiskFull => self.start_disk_full().await,
         }
     }
 
@@ -156,6 +184,15 @@ impl Nemesis {
                     json!({ "node": node, "result": result_value(reset) }),
                 );
             }
+            Active::Lossy => {
+                let healed = self.heal_network().await;
+                self.event("stop-loss", json!({ "result": result_value(healed) }));
+            }
+            Active::Removed(removal) => {
+                let joined = member::join(&self.cluster, removal).await;
+                self.event("stop-member", joined);
+            }
+            Active::DiskFull(node) => self.stop_disk_full(node).await,
         }
     }
 
@@ -215,6 +252,99 @@ impl Nemesis {
             json!({ "node": node, "shift_secs": shift, "result": result_value(written) }),
         );
         Some(Active::ClockShifted(node))
+    }
+
+    async fn heal_network(&self) -> Result<(), String> {
+        let network = self.network.clone();
+        let healed = tokio::task::spawn_blocking(move || network.heal()).await;
+        healed.unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    async fn start_loss(&mut self) -> Option<Active> {
+        let plan = faults::plan_loss(&mut self.rng, &self.cluster.ids());
+        let network = self.network.clone();
+        let (links, probability) = (plan.links.clone(), plan.probability);
+        let applied =
+            tokio::task::spawn_blocking(move || network.lose_packets(&links, probability)).await;
+        let applied = applied.unwrap_or_else(|e| Err(e.to_string()));
+        let value = json!({
+            "shape": plan.shape,
+            "links": plan.links,
+            "probability": plan.probability,
+            "result": result_value(applied),
+        });
+        self.event("start-loss", value);
+        Some(Active::Lossy)
+    }
+
+    async fn start_member(&mut self) -> Option<Active> {
+        let exclude = self.cluster.disk_full_host();
+        match member::remove_voter(&self.cluster, &mut self.rng, exclude).await {
+            Ok((removal, value)) => {
+                self.event("start-member", value);
+                Some(Active::Removed(removal))
+            }
+            Err(error) => {
+                self.event("skip-member", json!({ "reason": error }));
+                None
+            }
+        }
+    }
+
+    async fn start_disk_full(&mut self) -> Option<Active> {
+        let Some(node) = self.cluster.disk_full_host() else {
+            self.event("skip-disk-full", json!({ "reason": "no tmpfs node" }));
+            return None;
+        };
+        self.cluster.expect_exit(node, Some(DISK_FULL_EXIT));
+        let dir = self.cluster.current_spec(node).data_dir;
+        let filled = tokio::task::spawn_blocking(move || faults::fill(&dir)).await;
+        let filled = filled.unwrap_or_else(|e| Err(e.to_string()));
+        let value = match filled {
+            Ok(bytes) => json!({ "node": node, "filled_bytes": bytes }),
+            Err(error) => json!({ "node": node, "error": error }),
+        };
+        self.event("start-disk-full", value);
+        Some(Active::DiskFull(node))
+    }
+
+    /// Deletes the filler; restarts the node on the same data if it exited meanwhile,
+    /// or if it runs but its Raft core stopped on the storage error (role `shutdown`:
+    /// cairn does not exit then, and never recovers by itself).
+    async fn stop_disk_full(&mut self, node: NodeId) {
+        self.note_crashes();
+        let unfilled = self.unfill_disk();
+        let role = match self.cluster.is_running(node) {
+            true => self.cluster.status(node).await.map(|s| s.role),
+            false => None,
+        };
+        let restart = match (self.cluster.is_running(node), role.as_deref()) {
+            (false, _) => Some("exited"),
+            (true, Some("shutdown")) => Some("raft core stopped (role shutdown)"),
+            _ => None,
+        };
+        if restart.is_some() {
+            self.cluster.kill(node);
+        }
+        let started = self.cluster.start(node);
+        let value = json!({
+            "node": node,
+            "unfill": result_value(unfilled),
+            "role": role,
+            "restart": restart,
+            "start": result_value(started),
+        });
+        self.event("stop-disk-full", value);
+    }
+
+    /// Deletes the disk-full node's filler (if any) and ends its expected-exit period.
+    fn unfill_disk(&mut self) -> Result<(), String> {
+        let Some(node) = self.cluster.disk_full_host() else {
+            return Ok(());
+        };
+        let unfilled = faults::unfill(&self.cluster.current_spec(node).data_dir);
+        self.cluster.expect_exit(node, None);
+        unfilled
     }
 
     fn write_clock(&self, node: NodeId, shift_secs: i64) -> Result<(), String> {

@@ -6,7 +6,8 @@
 //! The host's FORWARD policy is DROP and bridged packets go through iptables, so an
 //! ACCEPT rule for the bridge is added (and removed at the end). Partitions are
 //! iptables DROP rules inside the node namespaces: they cut node-to-node traffic only,
-//! clients keep reaching every node, as Jepsen's control node does.
+//! clients keep reaching every node, as Jepsen's control node does. Packet loss
+//! (`loss`) is the same kind of rule with `-m statistic --mode random --probability`.
 
 use super::cleanup;
 use super::exec::{self, XTABLES_WAIT_SECS};
@@ -149,7 +150,37 @@ impl Network {
         Ok(())
     }
 
-    /// Removes every partition rule.
+    /// Both ends of each link drop packets from the other with `probability`.
+    /// Replaces any previous partition or loss.
+    pub fn lose_packets(&self, links: &[(u8, u8)], probability: f64) -> Result<(), String> {
+        self.heal()?;
+        let probability = format!("{probability:.2}");
+        for &(a, b) in links {
+            for (node, other) in [(a, b), (b, a)] {
+                let source = self.node_ip(other);
+                let rule = [
+                    "-w",
+                    XTABLES_WAIT_SECS,
+                    "-A",
+                    "INPUT",
+                    "-s",
+                    &source,
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &probability,
+                    "-j",
+                    "DROP",
+                ];
+                exec::run_in(&self.namespace(node), "iptables", &rule)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every partition and loss rule.
     pub fn heal(&self) -> Result<(), String> {
         for id in 1..=self.nodes {
             exec::run_in(

@@ -18,6 +18,9 @@ pub enum WorkloadKind {
     Register,
     /// Unique adds, then a final read of the whole set; set checker.
     Set,
+    /// Producers send unique messages to one queue, consumers receive (lease + ack, or
+    /// pop), a final drain; total-queue and FIFO checkers.
+    Queue,
 }
 
 impl WorkloadKind {
@@ -25,6 +28,27 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Register => "register",
             WorkloadKind::Set => "set",
+            WorkloadKind::Queue => "queue",
+        }
+    }
+}
+
+/// How the queue workload's consumers receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueMode {
+    /// Receive with a lease, then ack: at-least-once (duplicates allowed, counted).
+    #[default]
+    Lease,
+    /// Receive without a lease (pop): each message at most once, so a duplicate is a bug.
+    Pop,
+}
+
+impl QueueMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueMode::Lease => "lease",
+            QueueMode::Pop => "pop",
         }
     }
 }
@@ -40,6 +64,12 @@ pub enum FaultFamily {
     Partition,
     /// Shift one node's wall clock with libfaketime (monotonic time stays real).
     Clock,
+    /// Random packet loss (iptables `statistic`) between some node pairs.
+    Loss,
+    /// Remove a non-leader voter; bring it back as a new id on an empty data dir.
+    Member,
+    /// Fill a minority node's tmpfs data dir until ENOSPC; delete the filler at stop.
+    DiskFull,
 }
 
 impl FaultFamily {
@@ -49,6 +79,9 @@ impl FaultFamily {
             FaultFamily::Pause => "pause",
             FaultFamily::Partition => "partition",
             FaultFamily::Clock => "clock",
+            FaultFamily::Loss => "loss",
+            FaultFamily::Member => "member",
+            FaultFamily::DiskFull => "disk-full",
         }
     }
 }
@@ -58,7 +91,11 @@ pub struct RunOptions {
     /// What the clients do and how the history is checked.
     #[arg(long, value_enum)]
     pub workload: WorkloadKind,
-    /// Fault families, comma-separated (kill,pause,partition,clock); none = no faults.
+    /// Queue workload only: consumers lease and ack (`lease`) or pop (`pop`).
+    #[arg(long, value_enum, default_value_t = QueueMode::Lease)]
+    pub queue_mode: QueueMode,
+    /// Fault families, comma-separated (kill,pause,partition,clock,loss,member,disk-full);
+    /// none = no faults.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<FaultFamily>,
     /// Cluster size.
@@ -101,6 +138,15 @@ impl RunOptions {
             2 * usize::from(self.nodes)
         } else {
             self.concurrency
+        }
+    }
+
+    /// The workload's name in run directories and titles: `queue-pop` for the queue
+    /// workload in pop mode, else the workload's name.
+    pub fn workload_label(&self) -> String {
+        match (self.workload, self.queue_mode) {
+            (WorkloadKind::Queue, QueueMode::Pop) => "queue-pop".to_string(),
+            (workload, _) => workload.name().to_string(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! What this machine can do, checked before a run: root, network namespaces,
-//! iptables, libfaketime, gnuplot. The run needs the first three-ish (namespaces for
+//! iptables (and its `statistic` match, for `loss`), tmpfs mounts (for `disk-full`),
+//! libfaketime, gnuplot. The run needs the first three-ish (namespaces for
 //! the cluster at all, iptables for the bridge's FORWARD rule and for partitions);
 //! a fault family the machine cannot do is skipped with a note instead of failing.
 
@@ -24,6 +25,10 @@ pub struct Capabilities {
     /// `ip netns` works (listing needs no privileges; creating needs root).
     pub netns: bool,
     pub iptables: bool,
+    /// `iptables -m statistic --mode random` works inside a scratch namespace (`loss`).
+    pub iptables_statistic: bool,
+    /// A tmpfs can be mounted and unmounted (`disk-full`).
+    pub tmpfs: bool,
     pub faketime_library: Option<PathBuf>,
     pub gnuplot: bool,
 }
@@ -39,14 +44,17 @@ impl Capabilities {
     pub fn probe() -> Capabilities {
         // SAFETY: geteuid(2) has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
+        let iptables = root
+            && exec::succeeds(
+                "iptables",
+                &["-w", exec::XTABLES_WAIT_SECS, "-n", "-L", "FORWARD"],
+            );
         Capabilities {
             root,
             netns: exec::succeeds("ip", &["netns", "list"]),
-            iptables: root
-                && exec::succeeds(
-                    "iptables",
-                    &["-w", exec::XTABLES_WAIT_SECS, "-n", "-L", "FORWARD"],
-                ),
+            iptables,
+            iptables_statistic: iptables && super::faults::probe_statistic_match(),
+            tmpfs: root && super::faults::probe_tmpfs(),
             faketime_library: FAKETIME_LIBRARIES
                 .iter()
                 .map(PathBuf::from)
@@ -79,6 +87,10 @@ impl Capabilities {
                     Some("libfaketime is not installed (apt-get install faketime)")
                 }
                 FaultFamily::Partition if !self.iptables => Some("iptables does not work"),
+                FaultFamily::Loss if !self.iptables_statistic => {
+                    Some("iptables' `statistic` match does not work (no xt_statistic)")
+                }
+                FaultFamily::DiskFull if !self.tmpfs => Some("cannot mount a tmpfs (not root?)"),
                 _ => None,
             };
             match missing {
@@ -103,6 +115,8 @@ mod tests {
             root: true,
             netns: true,
             iptables,
+            iptables_statistic: iptables,
+            tmpfs: false,
             faketime_library: faketime.then(|| PathBuf::from("/lib/libfaketime.so.1")),
             gnuplot: false,
         }
@@ -116,6 +130,19 @@ mod tests {
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].fault, FaultFamily::Clock);
         assert!(skipped[0].reason.contains("faketime"));
+    }
+
+    #[test]
+    fn loss_needs_the_statistic_match_and_disk_full_a_tmpfs() {
+        let wanted = [
+            FaultFamily::Loss,
+            FaultFamily::DiskFull,
+            FaultFamily::Member,
+        ];
+        let (usable, skipped) = machine(true, false).usable_faults(&wanted);
+        assert_eq!(usable, [FaultFamily::Member]);
+        let faults: Vec<FaultFamily> = skipped.iter().map(|s| s.fault).collect();
+        assert_eq!(faults, [FaultFamily::Loss, FaultFamily::DiskFull]);
     }
 
     #[test]

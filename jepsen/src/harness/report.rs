@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::checks::{op_counts, run_checkers, verdict_value, CheckerResult, RunFacts};
 use super::cluster::Crash;
 use super::grudge::NodeId;
+use super::options::WorkloadKind;
 use super::recorder::{Entry, EntryType};
 use super::run::Prepared;
 use super::{plots, spans, timeline};
@@ -33,6 +34,7 @@ pub fn analyse(prepared: &Prepared, summary: &RunSummary) -> Verdict {
     let history_text = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap_or_default();
     let facts = RunFacts {
         workload: prepared.options.workload,
+        queue_mode: prepared.options.queue_mode,
         history_text: &history_text,
         entries: &summary.entries,
         crashes: &summary.crashes,
@@ -56,7 +58,7 @@ pub fn analyse(prepared: &Prepared, summary: &RunSummary) -> Verdict {
     ));
     let title = format!(
         "{} {} seed {}",
-        prepared.options.workload.name(),
+        prepared.options.workload_label(),
         prepared.options.nemesis_name(),
         prepared.seed
     );
@@ -98,6 +100,8 @@ fn results_json(
     json!({
         "valid": verdict_value(verdict),
         "workload": prepared.options.workload.name(),
+        "queue_mode": (prepared.options.workload == WorkloadKind::Queue)
+            .then_some(prepared.options.queue_mode),
         "nemesis": prepared.options.nemesis_name(),
         "faults_run": prepared.faults,
         "skipped_faults": prepared.skipped,

@@ -42,7 +42,7 @@ const TIMING_ARGS: [&str; 6] = [
 ];
 /// Bound on the first leader election and on re-election after healing.
 const LEADER_WAIT_SECS: u64 = 30;
-/// Bound on creating the workload's namespace at start.
+/// Bound on creating the workload's namespace (and queue) at start.
 const SETUP_WRITE_SECS: u64 = 30;
 /// Quiet time after healing before the final reads (Jepsen waits 10 s; 5 s suffices
 /// with cairn's 1-2 s election timeout).
@@ -120,7 +120,7 @@ fn prepare(options: RunOptions) -> Result<Prepared, String> {
     let run_id = store::run_id();
     leftovers::claim(&run_id)?;
     let store_dir = options.store.clone().unwrap_or_else(store::default_store);
-    let test_name = format!("{}-{}", options.workload.name(), options.nemesis_name());
+    let test_name = format!("{}-{}", options.workload_label(), options.nemesis_name());
     let run_dir = store::create_run_dir(&store_dir, &test_name, &run_id)?;
     let prepared = Prepared {
         options,
@@ -197,6 +197,11 @@ async fn execute(prepared: &Prepared, summary: &mut RunSummary) -> Result<(), St
         ));
     }
     summary.crashes = cluster.crashes();
+    for exit in cluster.expected_exits() {
+        let reason = exit.expected.unwrap_or_default();
+        let text = format!("node {} {} (expected: {reason})", exit.node, exit.status);
+        summary.notes.push(text);
+    }
     summary.entries = recorder.entries();
     drop(cluster);
     if let Ok(mut network) = Arc::try_unwrap(network) {
@@ -214,18 +219,25 @@ async fn drive(
     clock_files: Vec<PathBuf>,
     summary: &mut RunSummary,
 ) -> Result<(), String> {
+    if prepared.faults.contains(&FaultFamily::DiskFull) {
+        let node = super::faults::arm_disk_full(cluster, prepared.seed)?;
+        println!("disk-full: node {node}'s data directory is a tmpfs");
+    }
     cluster.start_all()?;
     cluster
         .wait_for_leader(Duration::from_secs(LEADER_WAIT_SECS))
         .await
         .ok_or(format!("no leader within {LEADER_WAIT_SECS} s"))?;
     create_namespace(cluster).await?;
-    let workload = Arc::new(Workload::new(prepared.options.workload));
+    let options = &prepared.options;
+    let workload = Arc::new(Workload::new(options.workload, options.queue_mode));
+    let setup_deadline = Instant::now() + Duration::from_secs(SETUP_WRITE_SECS);
+    workload.setup(cluster, setup_deadline).await?;
     let deadline = Instant::now() + Duration::from_secs(prepared.options.time_limit_secs);
     println!(
         "running {} for {} s",
-        prepared.options.workload.name(),
-        prepared.options.time_limit_secs
+        options.workload_label(),
+        options.time_limit_secs
     );
     let log =
         std::fs::File::create(prepared.run_dir.join("nemesis.log")).map_err(|e| e.to_string())?;

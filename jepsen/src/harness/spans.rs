@@ -116,6 +116,9 @@ pub fn fault_colour(family: &str) -> &'static str {
         "pause" => "#a6c8f4",
         "partition" => "#f4d58d",
         "clock" => "#cfa6f4",
+        "loss" => "#a6f4c1",
+        "member" => "#f4c1a6",
+        "disk-full" => "#a0a0a0",
         _ => "#cccccc",
     }
 }

@@ -1,7 +1,8 @@
-//! The workloads behind one interface: what the next operation is, how it runs against
-//! cairn, what its outcome teaches the generator, and the final reads after healing.
+//! The workloads behind one interface: setup, what the next operation is, how it runs
+//! against cairn, what its outcome teaches the generator (and which follow-up it asks
+//! for), and the final reads after healing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn::client::Client;
 use rand::rngs::StdRng;
@@ -9,7 +10,8 @@ use serde_json::Value;
 
 use super::client::{invoke, Op, Outcome, Session};
 use super::cluster::Cluster;
-use super::options::WorkloadKind;
+use super::options::{QueueMode, WorkloadKind};
+use super::queue::{self, QueueWorkload};
 use super::recorder::{ClientEvent, EntryType, Recorder};
 use super::register::RegisterWorkload;
 use super::set::SetWorkload;
@@ -30,21 +32,33 @@ const FINAL_READ_RETRY_MS: u64 = 1_000;
 pub enum Workload {
     Register(RegisterWorkload),
     Set(SetWorkload),
+    Queue(QueueWorkload),
 }
 
 impl Workload {
-    pub fn new(kind: WorkloadKind) -> Workload {
+    pub fn new(kind: WorkloadKind, queue_mode: QueueMode) -> Workload {
         match kind {
             WorkloadKind::Register => Workload::Register(RegisterWorkload::new(NAMESPACE)),
             WorkloadKind::Set => Workload::Set(SetWorkload::new(NAMESPACE)),
+            WorkloadKind::Queue => Workload::Queue(QueueWorkload::new(queue_mode)),
         }
     }
 
-    /// The next operation of `process`; `reader` processes only read (register).
+    /// What must exist before the clients start (the queue), beyond the namespace.
+    pub async fn setup(&self, cluster: &Cluster, deadline: Instant) -> Result<(), String> {
+        match self {
+            Workload::Queue(_) => queue::create_queue(cluster, deadline).await,
+            Workload::Register(_) | Workload::Set(_) => Ok(()),
+        }
+    }
+
+    /// The next operation of `process`; `reader` processes only read (register) or
+    /// only receive (queue).
     pub fn next_op(&self, rng: &mut StdRng, process: u64, reader: bool) -> Op {
         match self {
             Workload::Register(register) => register.next_op(rng, process, reader),
             Workload::Set(set) => set.next_op(),
+            Workload::Queue(queue) => queue.next_op(process, reader),
         }
     }
 
@@ -52,17 +66,36 @@ impl Workload {
         match self {
             Workload::Register(register) => register.execute(session, op).await,
             Workload::Set(set) => set.execute(session, op).await,
+            Workload::Queue(queue) => queue.execute(session, op).await,
         }
     }
 
-    pub fn observe(&self, op: &Op, outcome: &Outcome) {
-        if let Workload::Register(register) = self {
-            register.observe(op, outcome);
+    pub fn observe(&self, process: u64, op: &Op, outcome: &Outcome) {
+        match self {
+            Workload::Register(register) => register.observe(op, outcome),
+            Workload::Queue(queue) => queue.observe(process, op, outcome),
+            Workload::Set(_) => {}
         }
     }
 
-    /// Reads after the faults have healed: the newest register keys on every node, or
-    /// the whole set through one fresh client.
+    /// Whether a process may run its next operation without waiting for a pacer slot:
+    /// a queue consumer whose receive (and ack) just succeeded with a message.
+    pub fn next_unpaced(&self, reader: bool, outcome: &Outcome) -> bool {
+        matches!(self, Workload::Queue(_))
+            && reader
+            && matches!(outcome, Outcome::Ok(value) if !value.is_null())
+    }
+
+    /// An operation `process` must run at once, unpaced (the queue's ack), if any.
+    pub fn follow_up(&self, process: u64) -> Option<Op> {
+        match self {
+            Workload::Queue(queue) => queue.follow_up(process),
+            Workload::Register(_) | Workload::Set(_) => None,
+        }
+    }
+
+    /// Reads after the faults have healed: the newest register keys on every node, the
+    /// whole set through one fresh client, or the queue's drain.
     pub async fn final_reads(&self, cluster: &Cluster, recorder: &Recorder) -> Result<(), String> {
         match self {
             Workload::Register(register) => {
@@ -82,6 +115,7 @@ impl Workload {
                 Ok(())
             }
             Workload::Set(set) => set_final_read(set, cluster, recorder).await,
+            Workload::Queue(queue) => queue::drain(self, queue, cluster, recorder).await,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `cairn.v1.Queue` gRPC service, including long-polling receives.
 //!
 //! A receive with `wait_ms` waits on the leader without busy polling: it proposes a
-//! receive only when its local state shows a visible message, and otherwise sleeps
+//! receive once, then again only when its local state shows a visible message
+//! (the first proposal lets a retried receive find its answer in the session
+//! table), and otherwise sleeps
 //! until a send to any queue is applied (a shared `Notify`) or a short slice passes
 //! (so expiring leases are noticed). Empty receives change nothing and are not kept
 //! in the session table, so the same session seq can be proposed again.
@@ -83,6 +85,7 @@ impl QueueService {
             return Err(ApiError::Internal("long_poll needs a receive".into()));
         };
         let deadline = Instant::now() + wait;
+        let mut first_round = true;
         loop {
             // Register for wake-ups before looking, so a send applied in between
             // is not missed.
@@ -91,7 +94,11 @@ impl QueueService {
             notified.as_mut().enable();
             let visible = queue::has_visible(self.node.store.tree(), name, now_ms())
                 .map_err(ApiError::from)?;
-            if visible || wait.is_zero() {
+            // The first round always proposes: if this is a retry of a receive that
+            // already took a message, only the session table (reached through a
+            // proposal) can return that message; the queue may be empty by now.
+            if visible || wait.is_zero() || first_round {
+                first_round = false;
                 let (response, _) = self.write(session, command.clone()).await?;
                 match response {
                     QueueResponse::Received(Some(delivery)) => return Ok(Some(delivery)),

@@ -147,3 +147,20 @@ fn a_message_received_before_it_was_sent_is_invalid() {
         vec![FifoViolation::ReceivedBeforeSent { message: 1 }]
     );
 }
+
+fn lost(message: u32, gone_by: Option<Time>) -> LostMessage<u32> {
+    LostMessage { message, gone_by }
+}
+
+#[test]
+fn each_unknown_receive_accounts_for_one_message_gone_after_its_call() {
+    // Receives of unknown outcome invoked at 10 and 50. Message 1 was gone by 20: only
+    // the first can have taken it; 2 was gone by 30, and nothing else was there for it.
+    let attributed = attribute_lost_to_unknown_receives(
+        &[lost(2, Some(30)), lost(1, Some(20)), lost(3, None)],
+        &[50, 10],
+    );
+    assert_eq!(attributed, vec![1, 3]);
+    assert!(attribute_lost_to_unknown_receives(&[lost(1, Some(5))], &[10]).is_empty());
+    assert!(attribute_lost_to_unknown_receives(&[lost(1, None)], &[]).is_empty());
+}
