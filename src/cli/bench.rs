@@ -199,15 +199,10 @@ async fn run_worker(
         Consistency::Stale => ReadConsistency::Stale,
     };
     let mut result = WorkerResult::default();
-    let mut i = worker.wrapping_mul(7919);
+    let mut walk = KeyWalk::new(worker, op, keys);
     while Instant::now() < until {
-        i = i.wrapping_add(1);
-        let key = key_name(i % keys.max(1));
-        let is_put = match op {
-            Op::Put => true,
-            Op::Get => false,
-            Op::Mixed => i.is_multiple_of(2),
-        };
+        let (key, is_put) = walk.next_op();
+        let key = key_name(key);
         let start = Instant::now();
         let ok = if is_put {
             client
@@ -220,18 +215,38 @@ async fn run_worker(
                 .await
                 .is_ok()
         };
-        if !ok {
-            result.errors += 1;
-            continue;
-        }
-        result.ops += 1;
-        if result.samples_us.len() < SAMPLES_PER_CLIENT_MAX {
-            result
-                .samples_us
-                .push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        }
+        result.record(ok, start);
     }
     result
+}
+
+/// The order in which a worker visits keys and chooses puts or gets; every target
+/// (cairn, etcd) uses the same walk so the loads are the same.
+pub(super) struct KeyWalk {
+    i: u64,
+    op: Op,
+    keys: u64,
+}
+
+impl KeyWalk {
+    pub(super) fn new(worker: u64, op: Op, keys: u64) -> Self {
+        KeyWalk {
+            i: worker.wrapping_mul(7919),
+            op,
+            keys: keys.max(1),
+        }
+    }
+
+    /// The next key index and whether the operation is a put.
+    pub(super) fn next_op(&mut self) -> (u64, bool) {
+        self.i = self.i.wrapping_add(1);
+        let is_put = match self.op {
+            Op::Put => true,
+            Op::Get => false,
+            Op::Mixed => self.i.is_multiple_of(2),
+        };
+        (self.i % self.keys, is_put)
+    }
 }
 
 /// What one closed-loop client measured.
@@ -242,6 +257,21 @@ pub struct WorkerResult {
     pub errors: u64,
     /// Latency of successful operations, µs, up to `SAMPLES_PER_CLIENT_MAX`.
     pub samples_us: Vec<u32>,
+}
+
+impl WorkerResult {
+    /// Counts one finished operation that began at `start`.
+    pub fn record(&mut self, ok: bool, start: Instant) {
+        if !ok {
+            self.errors += 1;
+            return;
+        }
+        self.ops += 1;
+        if self.samples_us.len() < SAMPLES_PER_CLIENT_MAX {
+            self.samples_us
+                .push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+    }
 }
 
 /// Builds a report from what every client measured; counts are exact even when

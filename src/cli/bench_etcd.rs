@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient};
 
 use super::bench::{
-    key_name, report, BenchReport, Consistency, KvBenchArgs, Op, BENCH_NAMESPACE,
-    SAMPLES_PER_CLIENT_MAX,
+    key_name, report_workers, BenchReport, Consistency, KeyWalk, KvBenchArgs, Op, WorkerResult,
+    BENCH_NAMESPACE,
 };
 use crate::limits::CLIENT_CALL_TIMEOUT_MS_DEFAULT;
 
@@ -75,18 +75,15 @@ pub async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Resul
             .await
         }));
     }
-    let mut samples = Vec::new();
-    let mut errors = 0;
+    let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
-        let (worker_samples, worker_errors) = task.await?;
-        samples.extend(worker_samples);
-        errors += worker_errors;
+        results.push(task.await?);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(report("etcd".into(), args, samples, errors, elapsed))
+    Ok(report_workers("etcd".into(), args, results, elapsed))
 }
 
-/// One closed-loop client; returns its latency samples in µs and its error count.
+/// One closed-loop client.
 async fn run_worker(
     mut client: KvClient,
     worker: u64,
@@ -95,36 +92,24 @@ async fn run_worker(
     keys: u64,
     value: Vec<u8>,
     until: Instant,
-) -> (Vec<u32>, u64) {
+) -> WorkerResult {
     let get_options = match consistency {
         Consistency::Linearizable => GetOptions::new(),
         Consistency::Stale => GetOptions::new().with_serializable(),
     };
-    let mut samples = Vec::new();
-    let mut errors = 0u64;
+    let mut result = WorkerResult::default();
     // The same walk over the keys as the cairn workers.
-    let mut i = worker.wrapping_mul(7919);
+    let mut walk = KeyWalk::new(worker, op, keys);
     while Instant::now() < until {
-        i = i.wrapping_add(1);
-        let key = etcd_key(i % keys.max(1));
-        let is_put = match op {
-            Op::Put => true,
-            Op::Get => false,
-            Op::Mixed => i.is_multiple_of(2),
-        };
+        let (key, is_put) = walk.next_op();
+        let key = etcd_key(key);
         let start = Instant::now();
         let ok = if is_put {
             client.put(key, value.clone(), None).await.is_ok()
         } else {
             client.get(key, Some(get_options.clone())).await.is_ok()
         };
-        if !ok {
-            errors += 1;
-            continue;
-        }
-        if samples.len() < SAMPLES_PER_CLIENT_MAX {
-            samples.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        }
+        result.record(ok, start);
     }
-    (samples, errors)
+    result
 }
