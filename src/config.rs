@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::limits::{Limits, LOG_ENTRIES_SNAPSHOT_TRIGGER};
+use crate::limits::{
+    Limits, CHUNK_GC_GRACE_MS_DEFAULT, LOG_ENTRIES_SNAPSHOT_TRIGGER, PRESIGN_EXPIRES_S_MAX_DEFAULT,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +40,18 @@ pub struct Config {
     /// answer from local state, so a follower or a deposed leader serves stale data.
     /// Exists so the chaos suite can prove its checker catches that bug.
     pub unsafe_local_linearizable_reads: bool,
+    /// How long a chunk no object references is kept before GC deletes it. An
+    /// upload must finish within it.
+    pub chunk_gc_grace_ms: u64,
+    /// Base of the presigned and public object URLs this node hands out
+    /// (default `http://<http_addr>`); set it when clients reach the node through
+    /// another name.
+    pub public_url: Option<String>,
+    /// Longest lifetime a presigned URL may ask for.
+    pub presign_expires_s_max: u64,
+    /// API tokens accepted besides those created with `cairn token create`. While
+    /// there are none of either, the cluster is open (no token needed).
+    pub tokens: Vec<String>,
     pub limits: Limits,
 }
 
@@ -56,6 +70,10 @@ impl Default for Config {
             snapshot_log_entries: LOG_ENTRIES_SNAPSHOT_TRIGGER,
             snapshot_log_entries_kept: 1_000,
             unsafe_local_linearizable_reads: false,
+            chunk_gc_grace_ms: CHUNK_GC_GRACE_MS_DEFAULT,
+            public_url: None,
+            presign_expires_s_max: PRESIGN_EXPIRES_S_MAX_DEFAULT,
+            tokens: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -112,6 +130,12 @@ impl Config {
             }
         }
         self.limits.validate()?;
+        if self.presign_expires_s_max == 0 {
+            return Err("presign_expires_s_max must be at least 1".into());
+        }
+        if self.tokens.iter().any(|t| t.len() < 16) {
+            return Err("tokens: every token must be at least 16 characters".into());
+        }
         if self.snapshot_log_entries == 0 {
             return Err("snapshot_log_entries must be at least 1".into());
         }

@@ -16,6 +16,7 @@
 //! - [`cli`]: the `cairn` command.
 
 pub mod api;
+pub mod chunkstore;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -36,6 +36,41 @@ pub const QUEUE_SCAN_MESSAGES_MAX: usize = 10_000;
 /// Longest long-poll wait of a receive.
 pub const QUEUE_WAIT_MS_MAX: u64 = 20_000;
 
+/// Largest chunk of an object: the unit of dedupe and of one Raft entry's data.
+pub const CHUNK_BYTES_MAX: usize = 1024 * 1024;
+/// Longest object key (UTF-8 bytes). Rejected with `LimitExceeded { field: "key" }`.
+pub const OBJECT_KEY_BYTES_MAX: u64 = 1024;
+/// Largest object. Its manifest (36 bytes per chunk, 590 KB at this size) must
+/// stay one modest Raft entry. Rejected with `LimitExceeded { field: "object" }`.
+pub const OBJECT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+/// Longest content type of an object.
+pub const OBJECT_CONTENT_TYPE_BYTES_MAX: u64 = 256;
+/// User metadata of one object: names plus values, as S3.
+pub const OBJECT_METADATA_BYTES_MAX: u64 = 2 * 1024;
+/// Soft limit on the number of buckets (the two built-in ones included).
+pub const BUCKETS_MAX: u64 = 1_000;
+/// Largest page an object listing returns (keys plus common prefixes).
+pub const OBJECT_LIST_PAGE_MAX: u32 = 1_000;
+/// Objects (or manifests) a listing examines for one page when a delimiter folds
+/// many keys into few prefixes; bounds the work of one call.
+pub const OBJECT_LIST_SCAN_MAX: usize = 100_000;
+/// Chunks one upload keeps proposed but not yet committed: pipelines replication
+/// while bounding the upload's memory to this many chunks.
+pub const UPLOAD_CHUNKS_IN_FLIGHT_MAX: usize = 8;
+/// Chunk bytes all uploads on one node keep in flight; further uploads wait.
+pub const NODE_UPLOAD_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
+/// How long an unreferenced chunk is kept before GC may delete it. An upload must
+/// finish (and a reader of an overwritten object must finish reading) within it.
+pub const CHUNK_GC_GRACE_MS_DEFAULT: u64 = 15 * 60 * 1000;
+/// Data bytes one message of an object download carries.
+pub const OBJECT_READ_PIECE_BYTES: usize = 256 * 1024;
+/// Default lifetime of a presigned URL.
+pub const PRESIGN_EXPIRES_S_DEFAULT: u64 = 900;
+/// Default ceiling on a presigned URL's lifetime (configurable: `presign_expires_s_max`).
+pub const PRESIGN_EXPIRES_S_MAX_DEFAULT: u64 = 7 * 24 * 3600;
+/// API tokens the cluster stores (`cairn token create`).
+pub const TOKENS_MAX: u64 = 1_000;
+
 /// Largest gRPC message either side accepts. Must hold the largest value plus its key
 /// and framing, and a bounded AppendEntries batch.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;

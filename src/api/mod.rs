@@ -29,7 +29,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peer = PeerService::new(node.raft.clone(), node.reads.clone());
+    let peer = PeerService::new(node.raft.clone(), node.reads.clone(), node.chunks.clone());
     let grpc = Server::builder()
         .tcp_nodelay(true)
         .add_service(

@@ -3,8 +3,9 @@
 //! `types` declares the type config; `log_store` and `sm_adapter` are the storage
 //! half; `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
-//! starts and stops it all. The API layer talks to `node` only.
+//! starts and stops it all; `chunk_fetch` copies object chunks a node lacks. The API layer talks to `node` only.
 
+pub mod chunk_fetch;
 pub mod log_store;
 pub mod node;
 pub mod peer_client;

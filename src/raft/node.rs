@@ -14,12 +14,14 @@ use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{watch, Mutex};
 use tonic::transport::Channel;
 
+use super::chunk_fetch;
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
 use super::proposer::{now_ms, Committed, Proposer};
 use super::read_index::{ReadIndexBatcher, ReadIndexError};
 use super::sm_adapter::StateMachine;
 use super::types::{NodeAddr, NodeId, Raft, RaftMetrics};
+use crate::chunkstore::ChunkStore;
 use crate::config::Config;
 use crate::disk::Disk;
 use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
@@ -91,6 +93,10 @@ pub struct Node {
     pub reads: ReadIndexBatcher,
     /// Woken whenever an applied entry sent queue messages (long polling).
     pub queue_activity: Arc<tokio::sync::Notify>,
+    /// This node's object chunk files.
+    pub chunks: ChunkStore,
+    /// Grace period of unreferenced chunks, proposed with each sweep.
+    chunk_gc_grace_ms: u64,
     disk: Disk,
     growth: Arc<LogGrowth>,
     /// See `Config::unsafe_local_linearizable_reads`.
@@ -109,6 +115,7 @@ impl Node {
         let log_store = LogStore::open(disk.clone(), growth.clone())?;
         let state_machine = StateMachine::open(disk.clone(), growth.clone())?;
         let store = state_machine.store().clone();
+        let chunks = state_machine.chunks().clone();
         let queue_activity = state_machine.queue_activity();
         let raft = Raft::new(
             config.id,
@@ -128,6 +135,8 @@ impl Node {
             proposer: Proposer::spawn(raft.clone()),
             reads: ReadIndexBatcher::spawn(raft.clone()),
             queue_activity,
+            chunks,
+            chunk_gc_grace_ms: config.chunk_gc_grace_ms,
             raft,
             store,
             limits: config.limits.clone(),
@@ -140,6 +149,7 @@ impl Node {
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
+        tokio::spawn(fetch_chunks_at_start(node.clone()));
         Ok(node)
     }
 
@@ -424,7 +434,7 @@ async fn sweep_worker(node: Arc<Node>) {
         if node.metrics().state != ServerState::Leader {
             continue;
         }
-        match sweep::has_work(node.store.tree(), now_ms()) {
+        match sweep::has_work(node.store.tree(), now_ms(), node.chunk_gc_grace_ms) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -436,12 +446,21 @@ async fn sweep_worker(node: Arc<Node>) {
             session: None,
             command: Command::Sweep(sweep::Sweep {
                 items_max: SWEEP_ITEMS_MAX,
+                chunk_grace_ms: node.chunk_gc_grace_ms,
             }),
         };
         if let Err(e) = node.proposer.propose(command).await {
             tracing::debug!(error = %e, "sweep not proposed");
         }
     }
+}
+
+/// Fetches chunks an interrupted snapshot install left missing, once the
+/// membership (who to ask) is known.
+async fn fetch_chunks_at_start(node: Arc<Node>) {
+    tokio::time::sleep(Duration::from_millis(BOOTSTRAP_PROBE_INTERVAL_MS)).await;
+    let membership = node.metrics().membership_config.as_ref().clone();
+    chunk_fetch::fetch_missing(&node.store, &node.chunks, &membership).await;
 }
 
 /// Triggers a snapshot when the log grew by `LOG_BYTES_SNAPSHOT_TRIGGER` bytes

@@ -1,23 +1,30 @@
 //! Inbound Raft RPCs from peers: decode, hand to openraft, encode the result.
 //!
-//! Also answers `ReadIndex` for followers serving linearizable reads. Only cairn
+//! Also answers `ReadIndex` for followers serving linearizable reads and
+//! `FetchChunk` for nodes copying object chunks they lack. Only cairn
 //! nodes call this service.
 
 use tonic::{Request, Response, Status};
 
 use super::read_index::ReadIndexBatcher;
 use super::types::Raft;
+use crate::chunkstore::ChunkStore;
 use crate::proto::raft::raft_peer_server::RaftPeer;
 use crate::proto::raft::RaftPayload;
 
 pub struct PeerService {
     raft: Raft,
     reads: ReadIndexBatcher,
+    chunks: ChunkStore,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, reads: ReadIndexBatcher) -> Self {
-        PeerService { raft, reads }
+    pub fn new(raft: Raft, reads: ReadIndexBatcher, chunks: ChunkStore) -> Self {
+        PeerService {
+            raft,
+            reads,
+            chunks,
+        }
     }
 }
 
@@ -60,5 +67,23 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let result = self.reads.read_index().await;
         encode(&result)
+    }
+
+    async fn fetch_chunk(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let hash: [u8; 32] = request.into_inner().data[..]
+            .try_into()
+            .map_err(|_| Status::invalid_argument("a chunk hash is 32 bytes"))?;
+        let chunks = self.chunks.clone();
+        let data = tokio::task::spawn_blocking(move || chunks.read(&hash))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Status::not_found("no such chunk here"),
+                _ => Status::internal(e.to_string()),
+            })?;
+        Ok(Response::new(RaftPayload { data: data.into() }))
     }
 }

@@ -45,6 +45,7 @@ pub fn now_ms() -> u64 {
 
 fn command_size_bytes(command: &ClientCommand) -> usize {
     use crate::state::kv::KvCommand;
+    use crate::state::object::ObjectCommand;
     use crate::state::queue::QueueCommand;
     let payload = match &command.command {
         Command::Kv(KvCommand::Put {
@@ -61,6 +62,11 @@ fn command_size_bytes(command: &ClientCommand) -> usize {
             queue.len() + messages.iter().map(Vec::len).sum::<usize>()
         }
         Command::Queue(_) => 128,
+        Command::Object(ObjectCommand::PutChunk { data, .. }) => data.len(),
+        Command::Object(ObjectCommand::Put(put)) => {
+            put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64
+        }
+        Command::Object(_) | Command::Auth(_) => 1024 + 128,
         Command::Sweep(_) => 0,
     };
     payload + 64

@@ -10,6 +10,13 @@
 //! apply gate, so a snapshot is a point-in-time view and never races an apply.
 //! Installing first makes the received file current, then loads it; a node that
 //! crashes mid-install reloads it at start (`recover`).
+//!
+//! Chunk files (object data) live beside the tree in `chunkstore`. Apply writes the
+//! files a batch stages durably before committing the batch and deletes collected
+//! ones after. A snapshot carries the chunk *records*, not their data: installing
+//! one deletes local chunks it does not name and fetches the ones this node lacks
+//! from the snapshot's members (`chunk_fetch`), so a rejoining node copies only what
+//! it is missing.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +31,8 @@ use super::log_store::LogGrowth;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use super::chunk_fetch;
+use crate::chunkstore::ChunkStore;
 use crate::disk::Disk;
 use crate::state::queue::QueueCommand;
 use crate::state::{keys, snapshot, Command, Reply, Store};
@@ -42,6 +51,7 @@ const INSTALLING_FILE: &str = "installing.snap";
 pub struct StateMachine {
     store: Store,
     disk: Disk,
+    chunks: ChunkStore,
     snapshots_dir: PathBuf,
     /// Serializes apply with snapshot build and install (a consistent view).
     gate: Arc<Mutex<()>>,
@@ -67,9 +77,11 @@ impl StateMachine {
         let snapshots_dir = disk.dir().join("snapshots");
         std::fs::create_dir_all(&snapshots_dir)?;
         let store = Store::open(&disk.db).map_err(io::Error::other)?;
+        let chunks = ChunkStore::open(&disk.dir().join("chunks"))?;
         let sm = StateMachine {
             store,
             disk,
+            chunks,
             snapshots_dir,
             gate: Arc::new(Mutex::new(())),
             growth,
@@ -87,6 +99,10 @@ impl StateMachine {
         &self.store
     }
 
+    pub fn chunks(&self) -> &ChunkStore {
+        &self.chunks
+    }
+
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
         match self.store.meta(name).map_err(io::Error::other)? {
             Some(bytes) => bincode::deserialize(&bytes)
@@ -102,16 +118,17 @@ impl StateMachine {
 
     /// Finishes an install that a crash interrupted: the current snapshot is newer
     /// than what the tree says it has applied.
+    /// Also deletes chunk files no record names (deletions a crash lost).
     fn recover(&self) -> io::Result<()> {
         let path = self.snapshots_dir.join(CURRENT_FILE);
-        if !path.exists() {
-            return Ok(());
+        if path.exists() {
+            let meta = read_header(&mut std::fs::File::open(&path)?)?;
+            if meta.last_log_id > self.last_applied()? {
+                tracing::warn!(snapshot = ?meta.last_log_id, "reloading a snapshot whose install was interrupted");
+                load_snapshot_file(&self.store, &self.disk, &path, &meta)?;
+            }
         }
-        let meta = read_header(&mut std::fs::File::open(&path)?)?;
-        if meta.last_log_id > self.last_applied()? {
-            tracing::warn!(snapshot = ?meta.last_log_id, "reloading a snapshot whose install was interrupted");
-            load_snapshot_file(&self.store, &self.disk, &path, &meta)?;
-        }
+        remove_orphan_chunks(&self.store, &self.chunks)?;
         Ok(())
     }
 }
@@ -166,6 +183,20 @@ fn load_snapshot_file(
     tree.insert(keys::meta(META_MEMBERSHIP), membership)
         .map_err(io::Error::other)?;
     disk.sync_blocking()
+}
+
+/// Deletes chunk files the state does not name. Only while no apply runs: apply
+/// writes a chunk's file before committing its record.
+fn remove_orphan_chunks(store: &Store, chunks: &ChunkStore) -> io::Result<()> {
+    let tree = store.tree().clone();
+    let removed = chunks.remove_orphans(|hash| {
+        tree.contains_key(keys::chunk(hash))
+            .map_err(io::Error::other)
+    })?;
+    if removed > 0 {
+        tracing::info!(removed, "deleted chunk files no object names");
+    }
+    Ok(())
 }
 
 /// Renames `from` to `to` and syncs the directory, so the rename survives a crash.
@@ -277,7 +308,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let bytes = bincode::serialize(&last).map_err(|e| sm_write_err(*e))?;
             txn.put(keys::meta(META_LAST_APPLIED), bytes);
         }
+        let chunk_files = txn.take_chunk_files();
+        if !chunk_files.writes.is_empty() {
+            let chunks = self.chunks.clone();
+            let writes = chunk_files.writes;
+            tokio::task::spawn_blocking(move || chunks.write_durable(&writes))
+                .await
+                .map_err(sm_write_err)?
+                .map_err(sm_write_err)?;
+        }
         self.store.commit(txn).map_err(sm_write_err)?;
+        if !chunk_files.deletes.is_empty() {
+            self.chunks
+                .delete(&chunk_files.deletes)
+                .map_err(sm_write_err)?;
+        }
         if sent_to_queue {
             self.queue_activity.notify_waiters();
         }
@@ -310,6 +355,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _gate = self.gate.lock().await;
         let mut received = snapshot.into_std().await;
         let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
+        let chunks = self.chunks.clone();
         let dir = self.snapshots_dir.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             // Copy from the handle rather than renaming a known path: the handle is
@@ -329,6 +375,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let current = dir.join(CURRENT_FILE);
             durable_rename(&installing, &current)?;
             load_snapshot_file(&store, &disk, &current, &meta_owned)?;
+            remove_orphan_chunks(&store, &chunks)?;
             match std::fs::remove_file(dir.join(RECEIVING_FILE)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -338,6 +385,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(snap_err)?
         .map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        // Still under the gate: entries after the snapshot may name these chunks.
+        chunk_fetch::fetch_missing(&self.store, &self.chunks, &meta.last_membership).await;
         Ok(())
     }
 

@@ -110,3 +110,60 @@ pub fn u64_at(full: &[u8], offset: usize) -> Option<u64> {
     let bytes = full.get(offset..offset + 8)?;
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
+
+/// `B<bucket name>` → `BucketRecord` (the built-in `public` and `private` buckets
+/// have no record until someone needs one; see `object::bucket`).
+pub const BUCKET: u8 = b'B';
+/// `O<bucket id><object key>` → `ObjectRecord` (the manifest).
+pub const OBJECT: u8 = b'O';
+/// `H<blake3 hash>` → `ChunkRecord`: reference count of a stored chunk.
+pub const CHUNK: u8 = b'H';
+/// `Z<unreferenced_since_ms><hash>` → empty: unreferenced chunks in age order, for GC.
+pub const CHUNK_UNREFERENCED: u8 = b'Z';
+/// `A<token id>` → `TokenRecord`.
+pub const TOKEN: u8 = b'A';
+
+pub fn bucket(name: &str) -> Vec<u8> {
+    let mut k = vec![BUCKET];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn object_prefix(bucket_id: u64) -> Vec<u8> {
+    let mut k = vec![OBJECT];
+    k.extend_from_slice(&bucket_id.to_be_bytes());
+    k
+}
+
+pub fn object(bucket_id: u64, key: &str) -> Vec<u8> {
+    let mut k = object_prefix(bucket_id);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+pub fn chunk(hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![CHUNK];
+    k.extend_from_slice(hash);
+    k
+}
+
+pub fn chunk_unreferenced(since_ms: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![CHUNK_UNREFERENCED];
+    k.extend_from_slice(&since_ms.to_be_bytes());
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Splits a `chunk_unreferenced` key into `(since_ms, hash)`; `None` if malformed.
+pub fn parse_chunk_unreferenced(full: &[u8]) -> Option<(u64, [u8; 32])> {
+    if full.len() != 41 || full[0] != CHUNK_UNREFERENCED {
+        return None;
+    }
+    Some((u64_at(full, 1)?, full[9..41].try_into().ok()?))
+}
+
+pub fn token(id: u64) -> Vec<u8> {
+    let mut k = vec![TOKEN];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}

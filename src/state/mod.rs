@@ -6,9 +6,12 @@
 //! encoding, snapshots on the wire) belongs to `crate::raft`; this module only knows
 //! sled, serde and `crate::limits`.
 
+pub mod auth;
+pub mod chunks;
 pub mod error;
 pub mod keys;
 pub mod kv;
+pub mod object;
 pub mod queue;
 pub mod sessions;
 pub mod snapshot;
@@ -49,6 +52,8 @@ pub struct SessionTag {
 pub enum Command {
     Kv(kv::KvCommand),
     Queue(queue::QueueCommand),
+    Object(object::ObjectCommand),
+    Auth(auth::AuthCommand),
     Sweep(sweep::Sweep),
 }
 
@@ -56,6 +61,8 @@ pub enum Command {
 pub enum Response {
     Kv(kv::KvResponse),
     Queue(queue::QueueResponse),
+    Object(object::ObjectResponse),
+    Auth(auth::AuthResponse),
     Swept { removed_count: u64 },
 }
 
@@ -175,6 +182,8 @@ pub(crate) fn execute(
     match command {
         Command::Kv(cmd) => Ok(kv::apply(txn, ctx, cmd)?.map(Response::Kv)),
         Command::Queue(cmd) => Ok(queue::apply(txn, ctx, cmd)?.map(Response::Queue)),
+        Command::Object(cmd) => Ok(object::apply(txn, ctx, cmd)?.map(Response::Object)),
+        Command::Auth(cmd) => Ok(auth::apply(txn, ctx, cmd)?.map(Response::Auth)),
         Command::Sweep(sweep) => sweep::apply(txn, ctx, sweep),
     }
 }

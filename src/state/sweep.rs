@@ -3,7 +3,8 @@
 //! The leader proposes `Sweep` every `SWEEP_INTERVAL_MS`; apply removes, within
 //! `items_max`: keys whose TTL passed (by the command's `now_ms`), keys of deleted
 //! namespaces, and sessions of clients idle past `SESSION_IDLE_MS_MAX` (or the
-//! idlest ones while more than `SESSIONS_MAX` clients are known).
+//! idlest ones while more than `SESSIONS_MAX` clients are known), and chunks
+//! unreferenced for longer than the grace period (see `chunks`).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,9 @@ use crate::limits::{SESSIONS_MAX, SESSION_IDLE_MS_MAX};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sweep {
     pub items_max: u64,
+    /// The leader's configured grace period for unreferenced chunks: carried in
+    /// the command so every replica collects the same chunks.
+    pub chunk_grace_ms: u64,
 }
 
 const META_CLIENT_COUNT: &str = "client_count";
@@ -42,6 +46,7 @@ pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, sweep: &Sweep) -> sled::Resul
         budget,
     )?;
     budget -= expire_sessions(txn, ctx.now_ms, budget)?;
+    budget -= super::chunks::collect_garbage(txn, ctx.now_ms, sweep.chunk_grace_ms, budget)?;
     Ok(Ok(Response::Swept {
         removed_count: sweep.items_max - budget,
     }))
@@ -120,7 +125,10 @@ fn expire_sessions(txn: &mut Txn<'_>, now_ms: u64, budget: u64) -> sled::Result<
 
 /// Whether a sweep would remove anything now (checked by the leader before
 /// proposing one, so an idle cluster does not grow its log).
-pub fn has_work(tree: &sled::Tree, now_ms: u64) -> sled::Result<bool> {
+pub fn has_work(tree: &sled::Tree, now_ms: u64, chunk_grace_ms: u64) -> sled::Result<bool> {
+    if super::chunks::has_garbage(tree, now_ms, chunk_grace_ms)? {
+        return Ok(true);
+    }
     if let Some((key, _)) = tree.scan_prefix([keys::TTL]).next().transpose()? {
         if keys::parse_ttl(&key).is_none_or(|(expires_at_ms, _, _)| expires_at_ms <= now_ms) {
             return Ok(true);

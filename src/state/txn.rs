@@ -4,13 +4,33 @@
 //! sled transactions cannot range-scan, and a `sled::Batch` cannot be read back, so
 //! apply buffers its writes here. The set lives for one `apply` call, whose size
 //! openraft bounds, so it stays small.
+//!
+//! It also carries the chunk files the batch creates and deletes (see `chunks`): the
+//! caller writes new files durably *before* committing, so a committed chunk record
+//! always has its file, and deletes files only *after* committing.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::chunks::Hash;
+
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    chunk_files: ChunkFiles,
+}
+
+/// Chunk files an apply batch creates and deletes (a hash is in at most one list).
+#[derive(Default)]
+pub struct ChunkFiles {
+    pub writes: Vec<(Hash, Vec<u8>)>,
+    pub deletes: Vec<Hash>,
+}
+
+impl ChunkFiles {
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.deletes.is_empty()
+    }
 }
 
 impl<'a> Txn<'a> {
@@ -18,7 +38,23 @@ impl<'a> Txn<'a> {
         Txn {
             tree,
             writes: BTreeMap::new(),
+            chunk_files: ChunkFiles::default(),
         }
+    }
+
+    pub fn write_chunk_file(&mut self, hash: Hash, data: Vec<u8>) {
+        self.chunk_files.deletes.retain(|h| h != &hash);
+        self.chunk_files.writes.push((hash, data));
+    }
+
+    pub fn delete_chunk_file(&mut self, hash: Hash) {
+        self.chunk_files.writes.retain(|(h, _)| h != &hash);
+        self.chunk_files.deletes.push(hash);
+    }
+
+    /// The chunk files to write before and delete after the commit.
+    pub fn take_chunk_files(&mut self) -> ChunkFiles {
+        std::mem::take(&mut self.chunk_files)
     }
 
     pub fn get(&self, key: &[u8]) -> sled::Result<Option<Vec<u8>>> {

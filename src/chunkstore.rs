@@ -1,0 +1,180 @@
+//! The node's chunk files: object data, one file per BLAKE3-named chunk.
+//!
+//! Layout: `chunks/<first two hex digits>/<64 hex digits>`. A chunk is written
+//! durably (temp file, fsync, rename, fsync of the directory) before the state
+//! machine commits the record that names it, so a committed record always has its
+//! file. Files are immutable once renamed into place; reads open them directly.
+//! Which chunks *should* exist is the state machine's business (`state::chunks`);
+//! this module only stores, reads and lists bytes.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::state::chunks::Hash;
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+#[derive(Clone, Debug)]
+pub struct ChunkStore {
+    dir: PathBuf,
+}
+
+/// Files and bytes the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+impl ChunkStore {
+    /// Opens `dir`, removing temp files an interrupted write left behind.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let store = ChunkStore {
+            dir: dir.to_path_buf(),
+        };
+        for shard in store.shards()? {
+            for entry in fs::read_dir(&shard)? {
+                let path = entry?.path();
+                if path.to_string_lossy().ends_with(TEMP_SUFFIX) {
+                    fs::remove_file(&path)?;
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    fn shards(&self) -> io::Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                out.push(entry.path());
+            }
+        }
+        Ok(out)
+    }
+
+    fn shard_dir(&self, hash: &Hash) -> PathBuf {
+        self.dir.join(hex::encode(&hash[..1]))
+    }
+
+    pub fn path(&self, hash: &Hash) -> PathBuf {
+        self.shard_dir(hash).join(hex::encode(hash))
+    }
+
+    pub fn has(&self, hash: &Hash) -> bool {
+        self.path(hash).exists()
+    }
+
+    /// Writes every chunk not already present, durably: all temp files are written
+    /// and fsynced, renamed into place, then each touched directory is fsynced.
+    pub fn write_durable(&self, chunks: &[(Hash, Vec<u8>)]) -> io::Result<()> {
+        let mut renames = Vec::new();
+        for (hash, data) in chunks {
+            let path = self.path(hash);
+            if path.exists() {
+                continue;
+            }
+            fs::create_dir_all(self.shard_dir(hash))?;
+            let temp = path.with_extension(TEMP_SUFFIX.trim_start_matches('.'));
+            let mut file = File::create(&temp)?;
+            file.write_all(data)?;
+            file.sync_data()?;
+            renames.push((temp, path));
+        }
+        let mut dirs = BTreeSet::new();
+        for (temp, path) in renames {
+            fs::rename(&temp, &path)?;
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes chunk files; a missing one is not an error. Not synced: a deletion
+    /// lost in a crash leaves an orphan that `remove_orphans` finds later.
+    pub fn delete(&self, hashes: &[Hash]) -> io::Result<()> {
+        for hash in hashes {
+            match fs::remove_file(self.path(hash)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, hash: &Hash) -> io::Result<Vec<u8>> {
+        fs::read(self.path(hash))
+    }
+
+    /// Every chunk file's hash (walks the whole store).
+    pub fn list(&self) -> io::Result<Vec<Hash>> {
+        let mut out = Vec::new();
+        for shard in self.shards()? {
+            for entry in fs::read_dir(&shard)? {
+                let name = entry?.file_name();
+                let mut hash = [0u8; 32];
+                if hex::decode_to_slice(name.to_string_lossy().as_bytes(), &mut hash).is_ok() {
+                    out.push(hash);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes files for which `wanted` is false (chunks the state no longer names).
+    pub fn remove_orphans(&self, wanted: impl Fn(&Hash) -> io::Result<bool>) -> io::Result<u64> {
+        let mut removed = 0;
+        for hash in self.list()? {
+            if !wanted(&hash)? {
+                self.delete(&[hash])?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn usage(&self) -> io::Result<Usage> {
+        let mut usage = Usage::default();
+        for hash in self.list()? {
+            usage.chunks += 1;
+            usage.bytes += fs::metadata(self.path(&hash))?.len();
+        }
+        Ok(usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_delete_and_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let a = (*blake3::hash(b"a").as_bytes(), b"a".to_vec());
+        let b = (*blake3::hash(b"bb").as_bytes(), b"bb".to_vec());
+        store.write_durable(&[a.clone(), b.clone()]).unwrap();
+        store.write_durable(&[a.clone()]).unwrap(); // present: skipped
+        assert_eq!(store.read(&a.0).unwrap(), b"a");
+        assert_eq!(store.usage().unwrap(), Usage { chunks: 2, bytes: 3 });
+        let removed = store.remove_orphans(|h| Ok(h == &a.0)).unwrap();
+        assert_eq!(removed, 1);
+        assert!(store.has(&a.0) && !store.has(&b.0));
+        store.delete(&[a.0, b.0]).unwrap();
+        assert_eq!(store.usage().unwrap(), Usage::default());
+        // A temp file left by a crash is removed at open.
+        let shard = dir.path().join("ab");
+        fs::create_dir_all(&shard).unwrap();
+        fs::write(shard.join("x.tmp"), b"partial").unwrap();
+        ChunkStore::open(dir.path()).unwrap();
+        assert!(!shard.join("x.tmp").exists());
+    }
+}

@@ -1,0 +1,91 @@
+//! Copies chunk files this node lacks from its peers.
+//!
+//! Runs after a snapshot install (the snapshot names chunks by hash but does not
+//! carry their bytes) and once at start (an install a crash interrupted). Each
+//! chunk is asked of the members in turn; the bytes are checked against the hash
+//! before they are stored. A chunk no member has any more was collected by GC after
+//! the snapshot was taken, so a later log entry drops its last reference.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tonic::transport::Channel;
+
+use super::peer_client::connect_peer;
+use super::types::StoredMembership;
+use crate::chunkstore::ChunkStore;
+use crate::proto::raft::raft_peer_client::RaftPeerClient;
+use crate::proto::raft::RaftPayload;
+use crate::state::chunks::Hash;
+use crate::state::{keys, Store};
+
+/// Chunks fetched at the same time.
+const FETCH_CONCURRENCY_MAX: usize = 4;
+/// How long one peer may take to send one chunk.
+const FETCH_TIMEOUT_MS: u64 = 10_000;
+
+/// Fetches every chunk the state names but the store lacks; returns how many are
+/// still missing afterwards.
+pub async fn fetch_missing(store: &Store, chunks: &ChunkStore, membership: &StoredMembership) -> u64 {
+    let mut peers: HashMap<String, RaftPeerClient<Channel>> = HashMap::new();
+    for (_, node) in membership.membership().nodes() {
+        if let Ok(client) = connect_peer(&node.grpc_addr) {
+            peers.insert(node.grpc_addr.clone(), client);
+        }
+    }
+    let missing = store
+        .tree()
+        .scan_prefix([keys::CHUNK])
+        .filter_map(|item| item.ok())
+        .filter_map(|(key, _)| <Hash>::try_from(&key[1..]).ok())
+        .filter(|hash| !chunks.has(hash));
+    let peers = &peers;
+    let results: Vec<bool> = futures::stream::iter(missing)
+        .map(|hash| async move { fetch_one(peers, chunks, hash).await })
+        .buffer_unordered(FETCH_CONCURRENCY_MAX)
+        .collect()
+        .await;
+    let fetched = results.iter().filter(|ok| **ok).count();
+    let failed = results.len() - fetched;
+    if !results.is_empty() {
+        tracing::info!(fetched, failed, "fetched missing chunks from peers");
+    }
+    failed as u64
+}
+
+async fn fetch_one(
+    peers: &HashMap<String, RaftPeerClient<Channel>>,
+    chunks: &ChunkStore,
+    hash: Hash,
+) -> bool {
+    for (addr, client) in peers {
+        let mut client = client.clone();
+        let request = RaftPayload {
+            data: hash.to_vec().into(),
+        };
+        let call = client.fetch_chunk(request);
+        let data = match tokio::time::timeout(Duration::from_millis(FETCH_TIMEOUT_MS), call).await {
+            Ok(Ok(reply)) => reply.into_inner().data,
+            Ok(Err(status)) => {
+                tracing::debug!(peer = %addr, %status, "chunk fetch");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if blake3::hash(&data).as_bytes() != &hash {
+            tracing::warn!(peer = %addr, chunk = %hex::encode(hash), "peer sent a chunk that does not match its hash");
+            continue;
+        }
+        let chunks = chunks.clone();
+        let stored = tokio::task::spawn_blocking(move || chunks.write_durable(&[(hash, data.to_vec())])).await;
+        match stored {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => tracing::warn!(error = %e, "storing a fetched chunk"),
+            Err(e) => tracing::warn!(error = %e, "storing a fetched chunk"),
+        }
+        return false;
+    }
+    tracing::warn!(chunk = %hex::encode(hash), "no member has this chunk");
+    false
+}
