@@ -164,7 +164,13 @@ mod tests {
         store.write_durable(&[a.clone(), b.clone()]).unwrap();
         store.write_durable(&[a.clone()]).unwrap(); // present: skipped
         assert_eq!(store.read(&a.0).unwrap(), b"a");
-        assert_eq!(store.usage().unwrap(), Usage { chunks: 2, bytes: 3 });
+        assert_eq!(
+            store.usage().unwrap(),
+            Usage {
+                chunks: 2,
+                bytes: 3
+            }
+        );
         let removed = store.remove_orphans(|h| Ok(h == &a.0)).unwrap();
         assert_eq!(removed, 1);
         assert!(store.has(&a.0) && !store.has(&b.0));

@@ -17,6 +17,12 @@ pub enum ApiError {
     State(#[from] state::Error),
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// No token, or one the cluster does not know.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// A presigned URL that is expired or altered.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,7 +44,48 @@ impl ApiError {
             ApiError::Node(NodeError::Unavailable(_)) => "unavailable",
             ApiError::Node(NodeError::Timeout(_)) => "timeout",
             ApiError::Node(NodeError::Rejected(_)) => "rejected",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status of this error (object routes and the REST gateway).
+    pub fn http_status(&self) -> u16 {
+        match self.grpc_code() {
+            Code::NotFound => 404,
+            Code::AlreadyExists => 409,
+            Code::InvalidArgument => 400,
+            Code::FailedPrecondition => 412,
+            Code::ResourceExhausted => 429,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::Unavailable => 503,
+            Code::DeadlineExceeded => 504,
+            _ => 500,
+        }
+    }
+
+    /// The JSON body of an HTTP error: code, message, and field/limit when known.
+    pub fn http_body(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "code": self.code(), "message": self.public_message() });
+        match self {
+            ApiError::State(state::Error::LimitExceeded { field, limit, .. }) => {
+                body["field"] = field.clone().into();
+                body["limit"] = (*limit).into();
+            }
+            ApiError::State(state::Error::InvalidArgument { field, .. }) => {
+                body["field"] = field.clone().into();
+            }
+            _ => {}
+        }
+        body
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error (details in the server log)".to_string(),
+            other => other.to_string(),
         }
     }
 
@@ -60,6 +107,8 @@ impl ApiError {
             }
             ApiError::Node(NodeError::Timeout(_)) => Code::DeadlineExceeded,
             ApiError::Node(NodeError::Rejected(_)) => Code::FailedPrecondition,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Internal(_) => Code::Internal,
         }
     }
@@ -68,10 +117,7 @@ impl ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let message = match &self {
-            ApiError::Internal(_) => "internal error (details in the server log)".to_string(),
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let mut status = Status::new(self.grpc_code(), message);
         let metadata = status.metadata_mut();
         metadata.insert("cairn-code", MetadataValue::from_static(self.code()));

@@ -1,4 +1,5 @@
-//! The HTTP side of a node: health, status as JSON, and a small dashboard page.
+//! The HTTP side of a node: health, status as JSON, a small dashboard page, and
+//! objects (`http_objects`).
 
 use std::sync::Arc;
 
@@ -8,15 +9,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::gateway::Gateway;
 use super::grpc::convert::node_status;
+use super::http_objects;
 use crate::raft::Node;
 
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
+pub fn router(gateway: Gateway) -> Router {
+    let status_routes = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/status", get(status))
-        .with_state(node)
+        .with_state(gateway.node.clone());
+    status_routes.merge(http_objects::routes().with_state(gateway))
 }
 
 async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {

@@ -139,9 +139,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (fatal_tx, mut fatal) = tokio::sync::watch::channel(None::<String>);
     tokio::spawn(raft_fatal(node.clone(), fatal_tx, stop_on_fatal));
     let mut serve_stop = signalled.clone();
-    let served = crate::api::serve(node.clone(), grpc_listener, http_listener, async move {
-        let _ = serve_stop.changed().await;
-    });
+    let served = crate::api::serve(
+        crate::api::Gateway::new(node.clone(), &config),
+        grpc_listener,
+        http_listener,
+        async move {
+            let _ = serve_stop.changed().await;
+        },
+    );
     // After the signal, in-flight requests get a bounded grace period.
     let mut grace_start = signalled;
     let grace = async move {

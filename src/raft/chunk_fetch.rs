@@ -27,7 +27,11 @@ const FETCH_TIMEOUT_MS: u64 = 10_000;
 
 /// Fetches every chunk the state names but the store lacks; returns how many are
 /// still missing afterwards.
-pub async fn fetch_missing(store: &Store, chunks: &ChunkStore, membership: &StoredMembership) -> u64 {
+pub async fn fetch_missing(
+    store: &Store,
+    chunks: &ChunkStore,
+    membership: &StoredMembership,
+) -> u64 {
     let mut peers: HashMap<String, RaftPeerClient<Channel>> = HashMap::new();
     for (_, node) in membership.membership().nodes() {
         if let Ok(client) = connect_peer(&node.grpc_addr) {
@@ -78,7 +82,9 @@ async fn fetch_one(
             continue;
         }
         let chunks = chunks.clone();
-        let stored = tokio::task::spawn_blocking(move || chunks.write_durable(&[(hash, data.to_vec())])).await;
+        let stored =
+            tokio::task::spawn_blocking(move || chunks.write_durable(&[(hash, data.to_vec())]))
+                .await;
         match stored {
             Ok(Ok(())) => return true,
             Ok(Err(e)) => tracing::warn!(error = %e, "storing a fetched chunk"),

@@ -96,7 +96,7 @@ pub struct Node {
     /// This node's object chunk files.
     pub chunks: ChunkStore,
     /// Grace period of unreferenced chunks, proposed with each sweep.
-    chunk_gc_grace_ms: u64,
+    pub chunk_gc_grace_ms: u64,
     disk: Disk,
     growth: Arc<LogGrowth>,
     /// See `Config::unsafe_local_linearizable_reads`.

@@ -27,11 +27,11 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use tokio::sync::Mutex;
 
+use super::chunk_fetch;
 use super::log_store::LogGrowth;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use super::chunk_fetch;
 use crate::chunkstore::ChunkStore;
 use crate::disk::Disk;
 use crate::state::queue::QueueCommand;

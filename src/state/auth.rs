@@ -17,11 +17,18 @@ const TOKEN_NAME_BYTES_MAX: u64 = 128;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AuthCommand {
-    CreateToken { name: String, token_hash: Hash },
+    CreateToken {
+        name: String,
+        token_hash: Hash,
+    },
     /// Succeeds whether or not the token exists.
-    RevokeToken { id: u64 },
+    RevokeToken {
+        id: u64,
+    },
     /// Stores `secret` unless a secret already exists; answers the stored one.
-    EnsurePresignSecret { secret: [u8; 32] },
+    EnsurePresignSecret {
+        secret: [u8; 32],
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +54,12 @@ pub fn apply(
         AuthCommand::CreateToken { name, token_hash } => {
             let len = name.len() as u64;
             if len > TOKEN_NAME_BYTES_MAX {
-                return Ok(Err(Error::limit("name", TOKEN_NAME_BYTES_MAX, len, "bytes")));
+                return Ok(Err(Error::limit(
+                    "name",
+                    TOKEN_NAME_BYTES_MAX,
+                    len,
+                    "bytes",
+                )));
             }
             let count = txn.scan_prefix(&[keys::TOKEN], TOKENS_MAX as usize)?.len() as u64;
             if count >= TOKENS_MAX {
@@ -105,7 +117,11 @@ pub fn token_known(tree: &sled::Tree, token_hash: &Hash) -> sled::Result<bool> {
 }
 
 pub fn any_token(tree: &sled::Tree) -> sled::Result<bool> {
-    Ok(tree.scan_prefix([keys::TOKEN]).next().transpose()?.is_some())
+    Ok(tree
+        .scan_prefix([keys::TOKEN])
+        .next()
+        .transpose()?
+        .is_some())
 }
 
 pub fn presign_secret(tree: &sled::Tree) -> sled::Result<Option<[u8; 32]>> {

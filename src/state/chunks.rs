@@ -99,7 +99,10 @@ pub fn add_refs(txn: &mut Txn<'_>, chunks: &[ChunkRef]) -> sled::Result<()> {
             continue;
         };
         if record.refs == 0 {
-            txn.remove(keys::chunk_unreferenced(record.unreferenced_since_ms, &hash));
+            txn.remove(keys::chunk_unreferenced(
+                record.unreferenced_since_ms,
+                &hash,
+            ));
         }
         record.refs += count;
         put(txn, &hash, &record);

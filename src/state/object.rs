@@ -149,7 +149,10 @@ pub fn validate_attributes(
             "bytes",
         ));
     }
-    let total: u64 = metadata.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let total: u64 = metadata
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
     if total > OBJECT_METADATA_BYTES_MAX {
         return Err(Error::limit(
             "metadata",
@@ -160,8 +163,7 @@ pub fn validate_attributes(
     }
     let name_ok = |k: &String| {
         !k.is_empty()
-            && k
-                .bytes()
+            && k.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     };
     if let Some(bad) = metadata.keys().find(|k| !name_ok(k)) {
@@ -214,7 +216,12 @@ pub fn apply(
         ObjectCommand::PutChunk { hash, data } => {
             if data.len() > CHUNK_BYTES_MAX {
                 let actual = data.len() as u64;
-                return Ok(Err(Error::limit("chunk", CHUNK_BYTES_MAX as u64, actual, "bytes")));
+                return Ok(Err(Error::limit(
+                    "chunk",
+                    CHUNK_BYTES_MAX as u64,
+                    actual,
+                    "bytes",
+                )));
             }
             chunks::stage(txn, ctx.now_ms, hash, data)?;
             Ok(Ok(ObjectResponse::Done))
@@ -246,7 +253,12 @@ fn create_bucket(
     }
     let count = meta_u64(txn, META_BUCKET_COUNT)?;
     if count + 2 >= BUCKETS_MAX {
-        return Ok(Err(Error::limit("buckets", BUCKETS_MAX, count + 3, "buckets")));
+        return Ok(Err(Error::limit(
+            "buckets",
+            BUCKETS_MAX,
+            count + 3,
+            "buckets",
+        )));
     }
     let id = meta_u64(txn, META_NEXT_BUCKET_ID)?.max(FIRST_CREATED_BUCKET_ID);
     txn.put(keys::meta(META_NEXT_BUCKET_ID), encode(&(id + 1)));
@@ -271,7 +283,10 @@ fn delete_bucket(txn: &mut Txn<'_>, name: &str) -> sled::Result<Result<ObjectRes
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
-    if !txn.scan_prefix(&keys::object_prefix(bucket.id), 1)?.is_empty() {
+    if !txn
+        .scan_prefix(&keys::object_prefix(bucket.id), 1)?
+        .is_empty()
+    {
         return Ok(Err(Error::invalid(
             "bucket",
             format!("{name:?} is not empty; delete its objects first"),
@@ -279,7 +294,10 @@ fn delete_bucket(txn: &mut Txn<'_>, name: &str) -> sled::Result<Result<ObjectRes
     }
     txn.remove(keys::bucket(name));
     let count = meta_u64(txn, META_BUCKET_COUNT)?;
-    txn.put(keys::meta(META_BUCKET_COUNT), encode(&count.saturating_sub(1)));
+    txn.put(
+        keys::meta(META_BUCKET_COUNT),
+        encode(&count.saturating_sub(1)),
+    );
     Ok(Ok(ObjectResponse::Done))
 }
 

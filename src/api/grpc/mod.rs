@@ -3,4 +3,6 @@
 pub mod cluster;
 pub mod convert;
 pub mod kv;
+pub mod object;
 pub mod queue;
+pub mod tokens;

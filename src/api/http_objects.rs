@@ -1,0 +1,347 @@
+//! Objects over plain HTTP: `GET`/`HEAD`/`PUT`/`DELETE /o/<bucket>/<key>`.
+//!
+//! Who may: objects in public buckets are readable by anyone; anything else needs
+//! `Authorization: Bearer <token>` or a presigned URL (`?expires=&signature=`, see
+//! `auth`) for that method, bucket and key. Missing or unknown token → 401; a
+//! presigned URL that is expired or altered → 403; no such object → 404. A `PUT`
+//! reaching a follower is redirected (307) to the leader with its query intact.
+//! Reads support one `Range: bytes=` range and `If-None-Match`.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::auth::{self, bearer, PresignError};
+use super::error::ApiError;
+use super::gateway::Gateway;
+use super::objects::{self, ByteRange, PutHeader};
+use crate::raft::{Consistency, NodeError};
+use crate::state::object::{self, ObjectRecord};
+use crate::state::{self, Txn};
+
+/// Header prefix of user metadata, as S3's `x-amz-meta-`.
+const META_HEADER_PREFIX: &str = "x-cairn-meta-";
+
+pub fn routes() -> Router<Gateway> {
+    Router::new().route(
+        "/o/{bucket}/{*key}",
+        get(get_object)
+            .head(head_object)
+            .put(put_object)
+            .delete(delete_object),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Presigned {
+    expires: Option<u64>,
+    signature: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "http request failed");
+        }
+        (status, axum::Json(self.http_body())).into_response()
+    }
+}
+
+fn token(headers: &HeaderMap) -> Option<&str> {
+    bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Allows `method` on `bucket/key` by presigned URL, public bucket (reads only) or token.
+async fn authorize(
+    gateway: &Gateway,
+    method: &str,
+    (bucket, key): (&str, &str),
+    presigned: &Presigned,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let (Some(expires_s), Some(signature)) = (presigned.expires, &presigned.signature) {
+        let secret = auth::presign_secret_if_any(&gateway.node)?
+            .ok_or_else(|| ApiError::PermissionDenied("no presigned URL was ever issued".into()))?;
+        let now_s = crate::raft::proposer::now_ms() / 1000;
+        return auth::verify(&secret, (method, bucket, key), expires_s, signature, now_s).map_err(
+            |e| match e {
+                PresignError::Expired | PresignError::BadSignature => {
+                    ApiError::PermissionDenied(e.to_string())
+                }
+            },
+        );
+    }
+    if method == "GET" {
+        let txn = Txn::new(gateway.node.store.tree());
+        let found = object::bucket(&txn, bucket).map_err(|e| ApiError::Internal(e.to_string()))?;
+        match found {
+            None => {
+                return Err(state::Error::NotFound {
+                    what: format!("bucket {bucket:?}"),
+                }
+                .into())
+            }
+            Some(b) if b.public => return Ok(()),
+            Some(_) => {}
+        }
+    }
+    gateway.auth.check_required(token(headers))
+}
+
+/// Parses a single `bytes=` range against `size`: `Ok(None)` means the whole object
+/// (no header, or one we do not understand, which RFC 9110 lets us ignore),
+/// `Err(())` an unsatisfiable range.
+pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') || size == 0 {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(a), Ok(b)) if a <= b => (a, b.min(size - 1)),
+        (Ok(a), Err(_)) if last.is_empty() => (a, size - 1),
+        (Err(_), Ok(n)) if first.is_empty() && n > 0 => (size.saturating_sub(n), size - 1),
+        _ => return Ok(None),
+    };
+    if range.0 >= size {
+        return Err(());
+    }
+    Ok(Some(ByteRange {
+        offset: range.0,
+        length: range.1 - range.0 + 1,
+    }))
+}
+
+fn quoted_etag(record: &ObjectRecord) -> String {
+    format!("\"{}\"", record.etag)
+}
+
+fn object_headers(record: &ObjectRecord) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: header::HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put(header::ETAG, quoted_etag(record));
+    let modified =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.last_modified_ms);
+    put(header::LAST_MODIFIED, httpdate::fmt_http_date(modified));
+    let content_type = if record.content_type.is_empty() {
+        "application/octet-stream".to_string()
+    } else {
+        record.content_type.clone()
+    };
+    put(header::CONTENT_TYPE, content_type);
+    put(header::ACCEPT_RANGES, "bytes".into());
+    for (name, value) in &record.metadata {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(format!("{META_HEADER_PREFIX}{name}").as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    headers
+}
+
+async fn read_object(
+    gateway: Gateway,
+    method: Method,
+    (bucket, key): (String, String),
+    presigned: Presigned,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&gateway, "GET", (&bucket, &key), &presigned, &headers).await?;
+    let node = &gateway.node;
+    let (record, _) = objects::head(node, &bucket, &key, Consistency::Linearizable).await?;
+    let mut response_headers = object_headers(&record);
+    let etag = quoted_etag(&record);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, range) = match parse_range(range_header, record.size) {
+        Ok(Some(range)) => {
+            let last = range.offset + range.length - 1;
+            let content_range = format!("bytes {}-{last}/{}", range.offset, record.size);
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                response_headers.insert(header::CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, range)
+        }
+        Ok(None) => (
+            StatusCode::OK,
+            ByteRange {
+                offset: 0,
+                length: record.size,
+            },
+        ),
+        Err(()) => {
+            let value = format!("bytes */{}", record.size);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response_headers.insert(header::CONTENT_RANGE, v);
+            }
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, response_headers).into_response());
+        }
+    };
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.length));
+    if method == Method::HEAD {
+        return Ok((status, response_headers).into_response());
+    }
+    let body = Body::from_stream(objects::read(node.chunks.clone(), &record, range));
+    Ok((status, response_headers, body).into_response())
+}
+
+async fn get_object(
+    State(gateway): State<Gateway>,
+    Path(path): Path<(String, String)>,
+    Query(presigned): Query<Presigned>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_object(gateway, Method::GET, path, presigned, headers).await
+}
+
+async fn head_object(
+    State(gateway): State<Gateway>,
+    Path(path): Path<(String, String)>,
+    Query(presigned): Query<Presigned>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_object(gateway, Method::HEAD, path, presigned, headers).await
+}
+
+/// A 307 to the same path and query on the leader, or the `NotLeader` error.
+fn redirect_to_leader(
+    error: ApiError,
+    request_uri: &axum::http::Uri,
+) -> Result<Response, ApiError> {
+    if let ApiError::Node(NodeError::NotLeader {
+        leader: Some(leader),
+        ..
+    }) = &error
+    {
+        let target = format!(
+            "http://{}{}",
+            leader.http_addr,
+            request_uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        if let Ok(location) = HeaderValue::from_str(&target) {
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response());
+        }
+    }
+    Err(error)
+}
+
+async fn put_object(
+    State(gateway): State<Gateway>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(presigned): Query<Presigned>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    authorize(&gateway, "PUT", (&bucket, &key), &presigned, &headers).await?;
+    if let Err(e) = gateway.node.check_leader() {
+        return redirect_to_leader(e.into(), request.uri());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut metadata = BTreeMap::new();
+    for (name, value) in &headers {
+        if let Some(meta) = name.as_str().strip_prefix(META_HEADER_PREFIX) {
+            metadata.insert(
+                meta.to_string(),
+                value.to_str().unwrap_or_default().to_string(),
+            );
+        }
+    }
+    let header = PutHeader {
+        session: None,
+        bucket,
+        key,
+        content_type,
+        metadata,
+    };
+    let body = request.into_body().into_data_stream().map(|piece| {
+        piece.map_err(|e| ApiError::Node(NodeError::Unavailable(format!("request body: {e}"))))
+    });
+    let stored = objects::put(&gateway.node, &gateway.uploads, header, body).await?;
+    let etag = format!("\"{}\"", stored.etag);
+    let body = serde_json::json!({
+        "etag": stored.etag, "size": stored.size, "version": stored.version,
+    });
+    Ok((StatusCode::OK, [(header::ETAG, etag)], axum::Json(body)).into_response())
+}
+
+async fn delete_object(
+    State(gateway): State<Gateway>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    gateway.auth.check_required(token(&headers))?;
+    let command = state::ClientCommand {
+        session: None,
+        command: state::Command::Object(object::ObjectCommand::Delete { bucket, key }),
+    };
+    match gateway.node.write(command).await {
+        Ok((outcome, _)) => {
+            outcome?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => redirect_to_leader(e.into(), &uri),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let r = |offset, length| Ok(Some(ByteRange { offset, length }));
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), r(0, 10));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), r(90, 10));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 10));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), r(0, 100));
+        assert_eq!(parse_range(Some("bytes=95-200"), 100), r(95, 5));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=5-2"), 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Ok(None));
+    }
+}
