@@ -22,6 +22,7 @@
 
 mod error;
 mod kv;
+mod object;
 mod queue;
 mod retry;
 
@@ -34,13 +35,22 @@ use tokio::sync::Semaphore;
 
 pub use error::Error;
 pub use kv::{KeyPage, ListOptions, Namespace, PutOptions, ReadConsistency, Value};
+pub use object::{
+    BucketInfo, ListObjectsOptions, ObjectInfo, ObjectPage, Progress, PutObjectOptions, TokenInfo,
+    Uploaded,
+};
 pub use queue::{Message, QueueInfo, ReceiveOptions};
 pub use retry::{Target, Timeouts};
 
 use crate::limits::{CLIENT_CALL_TIMEOUT_MS_DEFAULT, CLIENT_INFLIGHT_WRITES_MAX};
-use crate::proto::clients::{ClusterClient, KvClient, QueueClient};
 use crate::proto::v1;
-use retry::{Router, MESSAGE_BYTES_MAX};
+use retry::{Conn, Router, TokenHeader, MESSAGE_BYTES_MAX};
+
+type KvClient = v1::kv_client::KvClient<Conn>;
+type QueueClient = v1::queue_client::QueueClient<Conn>;
+type ClusterClient = v1::cluster_client::ClusterClient<Conn>;
+type ObjectClient = v1::object_client::ObjectClient<Conn>;
+type TokensClient = v1::tokens_client::TokensClient<Conn>;
 
 /// A handle to a cairn cluster. Cheap to clone; clones share one session.
 #[derive(Clone)]
@@ -107,6 +117,16 @@ impl Client {
         self
     }
 
+    /// The same client sending `token` (`authorization: Bearer`) with every call.
+    /// Must be called before the client is cloned or used.
+    pub fn with_token(mut self, token: &str) -> Result<Self, Error> {
+        let header = TokenHeader::bearer(token)?;
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.router.token = header;
+        }
+        Ok(self)
+    }
+
     /// Runs a write with a fresh seq, retrying with the same tag.
     async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
     where
@@ -121,9 +141,19 @@ impl Client {
 
     /// Runs a write on any service with a fresh seq, retrying with the same tag;
     /// `server_wait` is how long the server may hold it (long polls).
-    async fn write_with<T, F, Fut>(&self, server_wait: Duration, mut attempt: F) -> Result<T, Error>
+    async fn write_with<T, F, Fut>(&self, server_wait: Duration, attempt: F) -> Result<T, Error>
     where
-        F: FnMut(tonic::transport::Channel, v1::Session) -> Fut,
+        F: FnMut(Conn, v1::Session) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeouts = Timeouts::new(self.inner.call_timeout, server_wait);
+        self.write_timed(timeouts, attempt).await
+    }
+
+    /// [`Client::write_with`] with explicit deadlines (object transfers).
+    async fn write_timed<T, F, Fut>(&self, timeouts: Timeouts, mut attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(Conn, v1::Session) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let inner = &self.inner;
@@ -147,25 +177,21 @@ impl Client {
         let _guard = SeqGuard { inner, seq };
         inner
             .router
-            .call(
-                Target::Leader,
-                Timeouts::new(inner.call_timeout, server_wait),
-                |channel| {
-                    let lowest = *inner
-                        .unanswered
-                        .lock()
-                        .expect("unanswered lock is never poisoned")
-                        .first()
-                        .unwrap_or(&seq);
-                    let session = v1::Session {
-                        client_id: inner.client_id,
-                        seq,
-                        lowest_unanswered_seq: lowest,
-                    };
-                    let fut = attempt(channel, session);
-                    async move { fut.await.map(tonic::Response::into_inner) }
-                },
-            )
+            .call(Target::Leader, timeouts, |channel| {
+                let lowest = *inner
+                    .unanswered
+                    .lock()
+                    .expect("unanswered lock is never poisoned")
+                    .first()
+                    .unwrap_or(&seq);
+                let session = v1::Session {
+                    client_id: inner.client_id,
+                    seq,
+                    lowest_unanswered_seq: lowest,
+                };
+                let fut = attempt(channel, session);
+                async move { fut.await.map(tonic::Response::into_inner) }
+            })
             .await
     }
 
@@ -268,13 +294,19 @@ impl Client {
     }
 }
 
-fn queue_client(channel: tonic::transport::Channel) -> QueueClient {
+fn queue_client(channel: Conn) -> QueueClient {
     QueueClient::new(channel)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX)
 }
 
-fn kv_client(channel: tonic::transport::Channel) -> KvClient {
+fn object_client(channel: Conn) -> ObjectClient {
+    ObjectClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
+}
+
+fn kv_client(channel: Conn) -> KvClient {
     KvClient::new(channel)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX)

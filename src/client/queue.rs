@@ -75,7 +75,7 @@ impl Client {
         mut attempt: F,
     ) -> Result<v1::QueueWriteReply, Error>
     where
-        F: FnMut(crate::proto::clients::QueueClient, v1::QueueRequest) -> Fut,
+        F: FnMut(super::QueueClient, v1::QueueRequest) -> Fut,
         Fut: std::future::Future<
             Output = Result<tonic::Response<v1::QueueWriteReply>, tonic::Status>,
         >,

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
@@ -54,8 +56,36 @@ pub enum Target {
     Any,
 }
 
+/// Adds the client's API token (if any) to every call.
+#[derive(Clone, Default)]
+pub struct TokenHeader(Option<AsciiMetadataValue>);
+
+impl TokenHeader {
+    pub fn bearer(token: &str) -> Result<Self, Error> {
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            Error::InvalidEndpoint("the token has characters a header cannot carry".into())
+        })?;
+        Ok(TokenHeader(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for TokenHeader {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to one node that sends the client's token.
+pub type Conn = InterceptedService<Channel, TokenHeader>;
+
 pub struct Router {
     endpoints: Vec<String>,
+    pub(super) token: TokenHeader,
     channels: Mutex<HashMap<String, Channel>>,
     leader: Mutex<Option<String>>,
     next_endpoint: AtomicUsize,
@@ -68,19 +98,20 @@ impl Router {
         }
         Ok(Router {
             endpoints,
+            token: TokenHeader::default(),
             channels: Mutex::new(HashMap::new()),
             leader: Mutex::new(None),
             next_endpoint: AtomicUsize::new(rand::random::<u16>() as usize),
         })
     }
 
-    pub fn channel(&self, addr: &str) -> Result<Channel, Error> {
+    pub fn channel(&self, addr: &str) -> Result<Conn, Error> {
         let mut channels = self
             .channels
             .lock()
             .expect("channel map lock is never poisoned");
         if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
+            return Ok(InterceptedService::new(channel.clone(), self.token.clone()));
         }
         let url = if addr.contains("://") {
             addr.to_string()
@@ -93,7 +124,7 @@ impl Router {
             .tcp_nodelay(true)
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
+        Ok(InterceptedService::new(channel, self.token.clone()))
     }
 
     fn pick(&self, target: Target) -> String {
@@ -124,7 +155,7 @@ impl Router {
         mut attempt: F,
     ) -> Result<T, Error>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + timeouts.call;
