@@ -34,6 +34,9 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub endpoints: Vec<String>,
+    /// API token sent with every call (needed once the cluster has tokens).
+    #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,13 +62,17 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
-        Command::Kv(command) => kv::run(client(&cli.endpoints)?, command).await,
-        Command::Queue(command) => queue::run(client(&cli.endpoints)?, command).await,
-        Command::Cluster(command) => cluster::run(client(&cli.endpoints)?, command).await,
+        Command::Kv(command) => kv::run(client(&cli)?, command).await,
+        Command::Queue(command) => queue::run(client(&cli)?, command).await,
+        Command::Cluster(command) => cluster::run(client(&cli)?, command).await,
         Command::Bench(command) => bench::run(&cli.endpoints, command).await,
     }
 }
 
-fn client(endpoints: &[String]) -> anyhow::Result<Client> {
-    Ok(Client::connect(endpoints.iter().cloned())?)
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let client = Client::connect(cli.endpoints.iter().cloned())?;
+    Ok(match &cli.token {
+        Some(token) => client.with_token(token)?,
+        None => client,
+    })
 }
