@@ -62,16 +62,18 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
-        Command::Kv(command) => kv::run(client(&cli)?, command).await,
-        Command::Queue(command) => queue::run(client(&cli)?, command).await,
-        Command::Cluster(command) => cluster::run(client(&cli)?, command).await,
+        Command::Kv(command) => kv::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Queue(command) => queue::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Cluster(command) => {
+            cluster::run(client(&cli.endpoints, &cli.token)?, command).await
+        }
         Command::Bench(command) => bench::run(&cli.endpoints, command).await,
     }
 }
 
-fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let client = Client::connect(cli.endpoints.iter().cloned())?;
-    Ok(match &cli.token {
+fn client(endpoints: &[String], token: &Option<String>) -> anyhow::Result<Client> {
+    let client = Client::connect(endpoints.iter().cloned())?;
+    Ok(match token {
         Some(token) => client.with_token(token)?,
         None => client,
     })
