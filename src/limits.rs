@@ -81,8 +81,10 @@ const _: () =
 /// are `log_index << VERSION_POSITION_BITS | position`, so this must fit those bits.
 pub const BATCH_COMMANDS_MAX: usize = 1024;
 /// Payload bytes the proposer packs into one Raft entry; a single larger command
-/// still travels alone.
-pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// (an object chunk) still travels alone. openraft gives one AppendEntries only
+/// `heartbeat_interval_ms` to be sent, appended and fsynced by a follower, so
+/// entries stay around a chunk's size.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Low bits of a version that hold a command's position inside its entry.
 pub const VERSION_POSITION_BITS: u32 = 12;
 const _: () = assert!(BATCH_COMMANDS_MAX <= 1 << VERSION_POSITION_BITS);

@@ -43,6 +43,15 @@ pub struct ServerArgs {
     /// Entries kept behind a snapshot.
     #[arg(long)]
     snapshot_log_entries_kept: Option<u64>,
+    /// How long a chunk no object references is kept before GC deletes it.
+    #[arg(long)]
+    chunk_gc_grace_ms: Option<u64>,
+    /// Longest lifetime a presigned URL may ask for.
+    #[arg(long)]
+    presign_expires_s_max: Option<u64>,
+    /// Base of the object URLs this node hands out (default http://<http-addr>).
+    #[arg(long)]
+    public_url: Option<String>,
     /// Test double for the chaos suite: serve linearizable reads from local state
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true)]
@@ -72,6 +81,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     if let Some(v) = &args.http_addr {
         config.http_addr = v.clone();
     }
+    if let Some(v) = &args.public_url {
+        config.public_url = Some(v.clone());
+    }
     if let Some(v) = &args.peers {
         config.peers = parse_peers(v).map_err(anyhow::Error::msg)?;
     }
@@ -93,6 +105,8 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
             args.snapshot_log_entries_kept,
             &mut config.snapshot_log_entries_kept,
         ),
+        (args.chunk_gc_grace_ms, &mut config.chunk_gc_grace_ms),
+        (args.presign_expires_s_max, &mut config.presign_expires_s_max),
     ];
     for (flag, field) in overrides {
         if let Some(v) = flag {

@@ -31,7 +31,9 @@ use crate::disk::Disk;
 
 /// Bytes of entries one `limited_get_log_entries` returns, which bounds one
 /// AppendEntries message (the first entry is always returned, whatever its size).
-const APPEND_ENTRIES_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// openraft allows an AppendEntries only `heartbeat_interval_ms` to be sent and
+/// fsynced by the follower, so one message carries about one object chunk.
+const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
 const _: () = assert!(APPEND_ENTRIES_BYTES_MAX * 2 < crate::limits::GRPC_MESSAGE_BYTES_MAX);
 
 /// Counts log growth since the last snapshot, so the node can snapshot on bytes as

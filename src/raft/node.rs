@@ -166,6 +166,7 @@ impl Node {
             tokio::spawn(bootstrap_when_peers_ready(
                 self.clone(),
                 config.peers.clone(),
+                config.tokens.first().cloned(),
             ));
         }
         Ok(())
@@ -360,14 +361,20 @@ impl Node {
 }
 
 /// Probes the peers until the cluster is initialized (by us or by someone else).
-async fn bootstrap_when_peers_ready(node: Arc<Node>, peers: BTreeMap<u64, String>) {
+/// `token` authenticates the probes when the config file sets tokens (every node
+/// of a new cluster is started with the same ones).
+async fn bootstrap_when_peers_ready(
+    node: Arc<Node>,
+    peers: BTreeMap<u64, String>,
+    token: Option<String>,
+) {
     let mut stop = node.stop.subscribe();
     loop {
         match node.raft.is_initialized().await {
             Ok(false) => {}
             _ => return,
         }
-        if let Some(members) = probe_peers(&node, &peers).await {
+        if let Some(members) = probe_peers(&node, &peers, token.as_deref()).await {
             match node.raft.initialize(members).await {
                 Ok(()) => tracing::info!("initialized a new cluster"),
                 Err(e) => tracing::warn!(error = %e, "initialize"),
@@ -386,6 +393,7 @@ async fn bootstrap_when_peers_ready(node: Arc<Node>, peers: BTreeMap<u64, String
 async fn probe_peers(
     node: &Node,
     peers: &BTreeMap<u64, String>,
+    token: Option<&str>,
 ) -> Option<BTreeMap<NodeId, NodeAddr>> {
     let mut members = BTreeMap::new();
     for (id, grpc_addr) in peers {
@@ -397,7 +405,11 @@ async fn probe_peers(
             let mut client = ClusterClient::connect(format!("http://{grpc_addr}"))
                 .await
                 .ok()?;
-            client.status(crate::proto::v1::StatusRequest {}).await.ok()
+            let mut request = tonic::Request::new(crate::proto::v1::StatusRequest {});
+            if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+                request.metadata_mut().insert("authorization", value);
+            }
+            client.status(request).await.ok()
         };
         let timeout = Duration::from_millis(BOOTSTRAP_PROBE_TIMEOUT_MS);
         let status = tokio::time::timeout(timeout, probe)

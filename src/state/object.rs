@@ -48,6 +48,7 @@ pub enum ObjectCommand {
     /// One chunk's data, replicated before any manifest names it.
     PutChunk {
         hash: Hash,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     Put(Box<PutObject>),
