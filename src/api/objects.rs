@@ -114,8 +114,26 @@ async fn propose_chunk(
     Ok(())
 }
 
+/// Hashes one touch command carries (32 bytes each).
+const TOUCH_HASHES_MAX: usize = 4096;
+
+/// Restarts the GC grace period of the chunks an upload has staged so far.
+async fn touch(node: &Node, hashes: &[Hash]) -> Result<(), ApiError> {
+    for batch in hashes.chunks(TOUCH_HASHES_MAX) {
+        let command = ClientCommand {
+            session: None,
+            command: Command::Object(ObjectCommand::TouchChunks {
+                hashes: batch.to_vec(),
+            }),
+        };
+        node.write(command).await?.0?;
+    }
+    Ok(())
+}
+
 /// Streams `body` into the cluster as `header.bucket/header.key`. Returns once the
-/// manifest is committed; on any error nothing becomes visible.
+/// manifest is committed; on any error nothing becomes visible. An upload longer
+/// than a quarter of the GC grace period touches its chunks every such quarter.
 pub async fn put<S>(
     node: &Arc<Node>,
     budget: &Arc<Semaphore>,
@@ -134,7 +152,14 @@ where
     let mut size = 0u64;
     let mut chunks_sent = 0u64;
     let mut finished = false;
+    let touch_every = std::time::Duration::from_millis(node.chunk_gc_grace_ms / 4);
+    let mut touched_at = std::time::Instant::now();
     while !finished {
+        if touched_at.elapsed() >= touch_every {
+            let hashes: Vec<Hash> = refs.iter().map(|r| r.hash).collect();
+            touch(node, &hashes).await?;
+            touched_at = std::time::Instant::now();
+        }
         match body.next().await {
             Some(piece) => {
                 let piece = piece?;
@@ -174,6 +199,10 @@ where
     }
     while let Some(result) = in_flight.next().await {
         joined(result)?;
+    }
+    if touched_at.elapsed() >= touch_every {
+        let hashes: Vec<Hash> = refs.iter().map(|r| r.hash).collect();
+        touch(node, &hashes).await?;
     }
     let chunks_total = refs.len() as u64;
     let put = PutObject {

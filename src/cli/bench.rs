@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Kv(KvBenchArgs),
     /// Queue sends and receives: producers and consumers at once.
     Queue(super::bench_queue::QueueBenchArgs),
+    /// Object uploads then downloads: MB/s and per-object latency.
+    Object(super::bench_object::ObjectBenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -96,6 +98,7 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
             Ok(())
         }
         BenchCommand::Queue(args) => super::bench_queue::run(endpoints, args).await,
+        BenchCommand::Object(args) => super::bench_object::run(endpoints, args).await,
     }
 }
 

@@ -8,11 +8,14 @@ pub mod bench;
 mod bench_etcd;
 #[cfg(feature = "nats-bench")]
 mod bench_nats;
+pub mod bench_object;
 pub mod bench_queue;
 pub mod cluster;
 pub mod kv;
+pub mod object;
 pub mod queue;
 pub mod server;
+pub mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +54,12 @@ pub enum Command {
     /// Queues: send, receive (pop or lease/ack), length.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Object storage: objects, buckets and presigned URLs.
+    #[command(subcommand)]
+    Object(object::ObjectCommand),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Cluster status and membership.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
@@ -64,6 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Kv(command) => kv::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Queue(command) => queue::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Object(command) => object::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Token(command) => token::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Cluster(command) => {
             cluster::run(client(&cli.endpoints, &cli.token)?, command).await
         }

@@ -106,7 +106,10 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
             &mut config.snapshot_log_entries_kept,
         ),
         (args.chunk_gc_grace_ms, &mut config.chunk_gc_grace_ms),
-        (args.presign_expires_s_max, &mut config.presign_expires_s_max),
+        (
+            args.presign_expires_s_max,
+            &mut config.presign_expires_s_max,
+        ),
     ];
     for (flag, field) in overrides {
         if let Some(v) = flag {

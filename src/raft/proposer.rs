@@ -63,6 +63,7 @@ fn command_size_bytes(command: &ClientCommand) -> usize {
         }
         Command::Queue(_) => 128,
         Command::Object(ObjectCommand::PutChunk { data, .. }) => data.len(),
+        Command::Object(ObjectCommand::TouchChunks { hashes }) => hashes.len() * 32,
         Command::Object(ObjectCommand::Put(put)) => {
             put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64
         }

@@ -73,6 +73,19 @@ pub fn stage(txn: &mut Txn<'_>, now_ms: u64, hash: &Hash, data: &[u8]) -> sled::
     Ok(())
 }
 
+/// Restarts the grace period of every unreferenced chunk among `hashes`.
+pub fn touch(txn: &mut Txn<'_>, now_ms: u64, hashes: &[Hash]) -> sled::Result<()> {
+    for hash in hashes {
+        if let Some(mut record) = get(txn, hash)? {
+            if record.refs == 0 && record.unreferenced_since_ms != now_ms {
+                mark_unreferenced(txn, hash, &mut record, now_ms);
+                put(txn, hash, &record);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The first chunk of `chunks` the state does not hold (or holds with another length).
 pub fn first_missing(txn: &Txn<'_>, chunks: &[ChunkRef]) -> sled::Result<Option<Hash>> {
     for chunk in chunks {

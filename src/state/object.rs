@@ -51,6 +51,11 @@ pub enum ObjectCommand {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// Restarts the GC grace period of these chunks if they are unreferenced: a
+    /// long upload touches what it staged so far, so GC never races it.
+    TouchChunks {
+        hashes: Vec<Hash>,
+    },
     Put(Box<PutObject>),
     /// Succeeds whether or not the object exists.
     Delete {
@@ -225,6 +230,10 @@ pub fn apply(
                 )));
             }
             chunks::stage(txn, ctx.now_ms, hash, data)?;
+            Ok(Ok(ObjectResponse::Done))
+        }
+        ObjectCommand::TouchChunks { hashes } => {
+            chunks::touch(txn, ctx.now_ms, hashes)?;
             Ok(Ok(ObjectResponse::Done))
         }
         ObjectCommand::Put(put) => put_object(txn, ctx, put),
