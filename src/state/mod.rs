@@ -210,3 +210,5 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Resu
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod object_tests;

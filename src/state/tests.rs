@@ -115,12 +115,15 @@ fn the_sweeper_expires_idle_sessions_by_the_leaders_clock() {
     let store = store();
     create_ns(&store);
     apply(&store, 2, 1_000, vec![tagged(9, 1, 1, put("a"))]);
-    assert!(!sweep::has_work(store.tree(), 1_000).unwrap());
+    assert!(!sweep::has_work(store.tree(), 1_000, 60_000).unwrap());
     let later = 1_000 + SESSION_IDLE_MS_MAX;
-    assert!(sweep::has_work(store.tree(), later).unwrap());
+    assert!(sweep::has_work(store.tree(), later, 60_000).unwrap());
     let sweep = ClientCommand {
         session: None,
-        command: Command::Sweep(Sweep { items_max: 100 }),
+        command: Command::Sweep(Sweep {
+            items_max: 100,
+            chunk_grace_ms: 60_000,
+        }),
     };
     let outcome = apply(&store, 3, later, vec![sweep]);
     assert_eq!(outcome, vec![Ok(Response::Swept { removed_count: 1 })]);
@@ -225,7 +228,12 @@ fn the_sweeper_frees_a_purged_queue_and_a_deleted_namespace_in_bounded_steps() {
         (5, 5),
         "purge and delete only hide"
     );
-    let sweep = |items_max| plain(Command::Sweep(Sweep { items_max }));
+    let sweep = |items_max| {
+        plain(Command::Sweep(Sweep {
+            items_max,
+            chunk_grace_ms: 60_000,
+        }))
+    };
     let first = apply(&store, 4, 0, vec![sweep(3)]);
     assert_eq!(
         first,
@@ -235,7 +243,7 @@ fn the_sweeper_frees_a_purged_queue_and_a_deleted_namespace_in_bounded_steps() {
     apply(&store, 5, 0, vec![sweep(100)]);
     assert_eq!((stored(keys::KV), stored(keys::QUEUE_MESSAGE)), (0, 0));
     assert!(
-        !sweep::has_work(store.tree(), 0).unwrap(),
+        !sweep::has_work(store.tree(), 0, 60_000).unwrap(),
         "markers are gone once everything is freed"
     );
 }
