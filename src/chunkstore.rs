@@ -162,7 +162,7 @@ mod tests {
         let a = (*blake3::hash(b"a").as_bytes(), b"a".to_vec());
         let b = (*blake3::hash(b"bb").as_bytes(), b"bb".to_vec());
         store.write_durable(&[a.clone(), b.clone()]).unwrap();
-        store.write_durable(&[a.clone()]).unwrap(); // present: skipped
+        store.write_durable(std::slice::from_ref(&a)).unwrap(); // present: skipped
         assert_eq!(store.read(&a.0).unwrap(), b"a");
         assert_eq!(
             store.usage().unwrap(),

@@ -35,8 +35,10 @@ async fn presigned_urls_public_buckets_and_tokens() {
     let client = cluster.client();
     eventually(ELECTION_WAIT, || client.list_buckets()).await;
     let secret = Bytes::from_static(b"private bytes 0123456789");
-    let mut options = PutObjectOptions::default();
-    options.content_type = "text/plain".into();
+    let options = PutObjectOptions {
+        content_type: "text/plain".into(),
+        ..Default::default()
+    };
     client
         .put_object_bytes("private", "docs/a b.txt", secret.clone(), &options)
         .await

@@ -101,10 +101,13 @@ async fn authorize(
     gateway.auth.check_required(token(headers))
 }
 
+/// A `Range` that starts at or beyond the end of the object (416).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a single `bytes=` range against `size`: `Ok(None)` means the whole object
-/// (no header, or one we do not understand, which RFC 9110 lets us ignore),
-/// `Err(())` an unsatisfiable range.
-pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, ()> {
+/// (no header, or one we do not understand, which RFC 9110 lets us ignore).
+pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, Unsatisfiable> {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -122,7 +125,7 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, 
         _ => return Ok(None),
     };
     if range.0 >= size {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some(ByteRange {
         offset: range.0,
@@ -199,7 +202,7 @@ async fn read_object(
                 length: record.size,
             },
         ),
-        Err(()) => {
+        Err(Unsatisfiable) => {
             let value = format!("bytes */{}", record.size);
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response_headers.insert(header::CONTENT_RANGE, v);
@@ -337,7 +340,7 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 10));
         assert_eq!(parse_range(Some("bytes=-500"), 100), r(0, 100));
         assert_eq!(parse_range(Some("bytes=95-200"), 100), r(95, 5));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(Unsatisfiable));
         assert_eq!(parse_range(Some("bytes=5-2"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
