@@ -18,10 +18,10 @@ pub enum ApiError {
     #[error(transparent)]
     Node(#[from] NodeError),
     /// No token, or one the cluster does not know.
-    #[error("unauthenticated: {0}")]
+    #[error("{0}")]
     Unauthenticated(String),
     /// A presigned URL that is expired or altered.
-    #[error("permission denied: {0}")]
+    #[error("{0}")]
     PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
