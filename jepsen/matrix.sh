@@ -6,7 +6,7 @@
 #   jepsen/matrix.sh [--seeds N] [--seed-base S] [--nodes N] [--time-limit-secs S]
 #                    [--nemesis-interval-secs S] [--rate R] [--release] [--only-workload W]
 #
-# Workloads: register, set, queue (lease mode) and queue-pop (queue --queue-mode pop).
+# Workloads: register, object, set, queue (lease mode) and queue-pop (queue --queue-mode pop).
 # Defaults: 3 seeds, 5 nodes, 300 s, faults every 5 s, 50 ops/s, debug build: 72 runs,
 # about 7 hours. Needs root. Prints one line per run and writes a TSV summary to
 # jepsen/store/matrix-<time>.tsv; exit 1 if any run was invalid, else 2 if any was
@@ -21,7 +21,7 @@ time_limit_secs=300
 interval_secs=5
 rate=50
 profile=debug
-workloads=(register set queue queue-pop)
+workloads=(register object set queue queue-pop)
 mixes=(none kill pause partition clock kill,pause,partition,clock)
 
 while (( $# > 0 )); do

@@ -1,7 +1,8 @@
 //! Goal: cairn stays correct under faults, in CI: a register workload under network
 //! partitions is linearizable, a set workload under kill -9 and restarts loses no
 //! acknowledged add, and a queue workload (lease and ack) under kill -9 and restarts
-//! loses no acknowledged send and keeps FIFO order.
+//! loses no acknowledged send and keeps FIFO order, and an object workload under
+//! partitions and kill -9 is linearizable with every read one whole object.
 //!
 //! Method: the CI profile of the chaos harness. Each test runs `cairn-jepsen run`
 //! against a real 3-node cluster of the `cairn` debug binary in network namespaces for
@@ -55,5 +56,14 @@ fn queue_under_kill_and_restart_loses_no_acknowledged_send() {
         "queue_under_kill_and_restart_loses_no_acknowledged_send",
         "--workload queue --queue-mode lease --nemesis kill --time-limit-secs 20 \
          --nemesis-interval-secs 4 --seed 4",
+    );
+}
+
+#[test]
+fn objects_under_partitions_and_kills_are_linearizable_and_whole() {
+    assert_valid(
+        "objects_under_partitions_and_kills_are_linearizable_and_whole",
+        "--workload object --nemesis partition,kill --time-limit-secs 20 \
+         --nemesis-interval-secs 4 --seed 6",
     );
 }

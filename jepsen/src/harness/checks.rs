@@ -54,7 +54,7 @@ pub struct RunFacts<'a> {
 
 pub fn run_checkers(facts: &RunFacts<'_>) -> Vec<CheckerResult> {
     let mut checkers = match facts.workload {
-        WorkloadKind::Register => vec![check_linear(facts)],
+        WorkloadKind::Register | WorkloadKind::Object => vec![check_linear(facts)],
         WorkloadKind::Set => vec![check_set_history(facts.history_text)],
         WorkloadKind::Queue => check_queue(facts.history_text, facts.queue_mode),
     };

@@ -9,7 +9,7 @@
 //! - Hosts: [`net`] (namespaces, bridge, partitions), [`grudge`] (partition shapes),
 //!   [`node`] (one server process), [`cluster`] (all of them, leader lookup).
 //! - Clients: [`client`] (logical processes, outcomes, pacing, follow-ups),
-//!   [`workload`] with [`register`], [`set`] and [`queue`].
+//!   [`workload`] with [`register`], [`object`], [`set`] and [`queue`].
 //! - Faults: [`nemesis`], with [`faults`] (loss shapes, tmpfs for disk-full, probes)
 //!   and [`member`] (membership changes).
 //! - History and output: [`recorder`] (JSONL), [`checks`] with [`queue_checks`],
@@ -29,6 +29,7 @@ pub mod member;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod object;
 pub mod options;
 pub mod plots;
 pub mod probe;

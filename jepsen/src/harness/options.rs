@@ -16,6 +16,9 @@ pub const RATE_PER_SEC_DEFAULT: u32 = 50;
 pub enum WorkloadKind {
     /// Per-key get / put / cas on independent keys; versioned-KV linearizability.
     Register,
+    /// Per-key put / get of whole 1 MiB + 4 KiB objects; versioned-KV linearizability,
+    /// and a read that mixes two objects' bytes is invalid.
+    Object,
     /// Unique adds, then a final read of the whole set; set checker.
     Set,
     /// Producers send unique messages to one queue, consumers receive (lease + ack, or
@@ -27,6 +30,7 @@ impl WorkloadKind {
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::Register => "register",
+            WorkloadKind::Object => "object",
             WorkloadKind::Set => "set",
             WorkloadKind::Queue => "queue",
         }

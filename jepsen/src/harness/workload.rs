@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::client::{invoke, Op, Outcome, Session};
 use super::cluster::Cluster;
+use super::object::ObjectWorkload;
 use super::options::{QueueMode, WorkloadKind};
 use super::queue::{self, QueueWorkload};
 use super::recorder::{ClientEvent, EntryType, Recorder};
@@ -31,6 +32,7 @@ const FINAL_READ_RETRY_MS: u64 = 1_000;
 
 pub enum Workload {
     Register(RegisterWorkload),
+    Object(ObjectWorkload),
     Set(SetWorkload),
     Queue(QueueWorkload),
 }
@@ -39,6 +41,7 @@ impl Workload {
     pub fn new(kind: WorkloadKind, queue_mode: QueueMode) -> Workload {
         match kind {
             WorkloadKind::Register => Workload::Register(RegisterWorkload::new(NAMESPACE)),
+            WorkloadKind::Object => Workload::Object(ObjectWorkload::default()),
             WorkloadKind::Set => Workload::Set(SetWorkload::new(NAMESPACE)),
             WorkloadKind::Queue => Workload::Queue(QueueWorkload::new(queue_mode)),
         }
@@ -48,7 +51,7 @@ impl Workload {
     pub async fn setup(&self, cluster: &Cluster, deadline: Instant) -> Result<(), String> {
         match self {
             Workload::Queue(_) => queue::create_queue(cluster, deadline).await,
-            Workload::Register(_) | Workload::Set(_) => Ok(()),
+            Workload::Register(_) | Workload::Object(_) | Workload::Set(_) => Ok(()),
         }
     }
 
@@ -57,6 +60,7 @@ impl Workload {
     pub fn next_op(&self, rng: &mut StdRng, process: u64, reader: bool) -> Op {
         match self {
             Workload::Register(register) => register.next_op(rng, process, reader),
+            Workload::Object(object) => object.next_op(rng, process, reader),
             Workload::Set(set) => set.next_op(),
             Workload::Queue(queue) => queue.next_op(process, reader),
         }
@@ -65,6 +69,7 @@ impl Workload {
     pub async fn execute(&self, session: &Session, op: &Op) -> Outcome {
         match self {
             Workload::Register(register) => register.execute(session, op).await,
+            Workload::Object(object) => object.execute(session, op).await,
             Workload::Set(set) => set.execute(session, op).await,
             Workload::Queue(queue) => queue.execute(session, op).await,
         }
@@ -74,7 +79,7 @@ impl Workload {
         match self {
             Workload::Register(register) => register.observe(op, outcome),
             Workload::Queue(queue) => queue.observe(process, op, outcome),
-            Workload::Set(_) => {}
+            Workload::Object(_) | Workload::Set(_) => {}
         }
     }
 
@@ -90,7 +95,7 @@ impl Workload {
     pub fn follow_up(&self, process: u64) -> Option<Op> {
         match self {
             Workload::Queue(queue) => queue.follow_up(process),
-            Workload::Register(_) | Workload::Set(_) => None,
+            Workload::Register(_) | Workload::Object(_) | Workload::Set(_) => None,
         }
     }
 
@@ -98,8 +103,12 @@ impl Workload {
     /// whole set through one fresh client, or the queue's drain.
     pub async fn final_reads(&self, cluster: &Cluster, recorder: &Recorder) -> Result<(), String> {
         match self {
-            Workload::Register(register) => {
-                let keys = register.keys();
+            Workload::Register(_) | Workload::Object(_) => {
+                let keys = match self {
+                    Workload::Register(register) => register.keys(),
+                    Workload::Object(object) => object.keys(),
+                    _ => Vec::new(),
+                };
                 let newest = &keys[keys.len().saturating_sub(FINAL_READ_KEYS_MAX)..];
                 for (offset, id) in cluster.ids().into_iter().enumerate() {
                     let session = Session::new(FINAL_PROCESS_BASE + offset as u64, id, cluster)?;
