@@ -209,6 +209,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Resu
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod object_tests;
+#[cfg(test)]
+mod tests;
