@@ -101,6 +101,7 @@ impl ApiError {
                     Code::FailedPrecondition
                 }
                 state::Error::SessionWindowExceeded { .. } => Code::ResourceExhausted,
+                state::Error::ChunkMissing { .. } => Code::Unavailable,
             },
             ApiError::Node(NodeError::NotLeader { .. } | NodeError::Unavailable(_)) => {
                 Code::Unavailable

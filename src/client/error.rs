@@ -71,7 +71,8 @@ impl Error {
             "not_leader" => Error::NotLeader {
                 leader_addr: metadata(status, "cairn-leader-addr"),
             },
-            "unavailable" => Error::Unavailable(message),
+            // An upload whose chunk was collected meanwhile: sending it again works.
+            "unavailable" | "chunk_missing" => Error::Unavailable(message),
             "timeout" => Error::Timeout(message),
             "internal" => Error::Internal(message),
             _ => Error::Rejected { code, message },

@@ -30,6 +30,11 @@ pub enum Error {
         expected: Option<u64>,
         current: Option<u64>,
     },
+    /// A manifest names a chunk the state does not hold (collected by GC while a
+    /// stalled upload waited, or never staged). Nothing changed; uploading again
+    /// stages it anew.
+    #[error("chunk {hash} of the upload is no longer stored; upload again")]
+    ChunkMissing { hash: String },
     #[error("session expired: seq {seq} was answered and forgotten; retry with a new seq")]
     SessionExpired { seq: u64 },
     #[error("too many writes in flight for this client: seq {seq}, lowest unanswered {lowest}")]
@@ -45,6 +50,7 @@ impl Error {
             Error::LimitExceeded { .. } => "limit_exceeded",
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::VersionMismatch { .. } => "version_mismatch",
+            Error::ChunkMissing { .. } => "chunk_missing",
             Error::SessionExpired { .. } => "session_expired",
             Error::SessionWindowExceeded { .. } => "session_window_exceeded",
         }

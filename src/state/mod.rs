@@ -70,11 +70,12 @@ pub type Outcome = Result<Response, Error>;
 
 /// Whether an outcome left the state untouched in a way a retry may safely redo:
 /// such outcomes are not kept in the session table, so a long poll can propose a
-/// receive again under the same seq after finding the queue empty.
+/// receive again under the same seq after finding the queue empty, and an upload
+/// whose chunk went missing can be sent again under the same seq.
 pub fn changed_nothing(outcome: &Outcome) -> bool {
     matches!(
         outcome,
-        Ok(Response::Queue(queue::QueueResponse::Received(None)))
+        Ok(Response::Queue(queue::QueueResponse::Received(None))) | Err(Error::ChunkMissing { .. })
     )
 }
 

@@ -361,8 +361,8 @@ fn put_object(
     if let Some(hash) = chunks::first_missing(txn, &put.chunks)? {
         // Collected by GC after its grace period (an upload slower than that), or
         // never staged: the client uploads again.
-        return Ok(Err(Error::NotFound {
-            what: format!("chunk {} of the upload", hex::encode(hash)),
+        return Ok(Err(Error::ChunkMissing {
+            hash: hex::encode(hash),
         }));
     }
     let record = ObjectRecord {

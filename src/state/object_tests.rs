@@ -96,7 +96,7 @@ fn a_manifest_commits_only_when_every_chunk_is_staged() {
         "a known chunk is not rewritten"
     );
     let (outcome, _) = apply(&store, 3, 100, put("private", "k", &[1, 2]));
-    assert_eq!(outcome.unwrap_err().code(), "not_found");
+    assert_eq!(outcome.unwrap_err().code(), "chunk_missing");
     assert!(object::object(&store.txn(), "private", "k")
         .unwrap()
         .is_none());
