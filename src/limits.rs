@@ -56,7 +56,7 @@ pub const OBJECT_LIST_PAGE_MAX: u32 = 1_000;
 pub const OBJECT_LIST_SCAN_MAX: usize = 100_000;
 /// Chunks one upload keeps proposed but not yet committed: pipelines replication
 /// while bounding the upload's memory to this many chunks.
-pub const UPLOAD_CHUNKS_IN_FLIGHT_MAX: usize = 8;
+pub const UPLOAD_CHUNKS_IN_FLIGHT_MAX: usize = 16;
 /// Chunk bytes all uploads on one node keep in flight; further uploads wait.
 pub const NODE_UPLOAD_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
 /// How long an unreferenced chunk is kept before GC may delete it. An upload must

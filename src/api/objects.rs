@@ -108,7 +108,7 @@ async fn propose_chunk(
         }),
     };
     drop(data);
-    let (outcome, _) = node.write(command).await?;
+    let (outcome, _) = node.write_alone(command).await?;
     drop(permit);
     outcome?;
     Ok(())

@@ -202,7 +202,7 @@ impl Plan {
     }
 
     fn seed(&self, index: u64) -> u64 {
-        Fill::new(self.run_seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_word()
+        self.run_seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 }
 
@@ -331,43 +331,21 @@ async fn transfer(client: &Client, plan: &Plan, phase: Phase, index: u64) -> Out
     }
 }
 
-/// An object's content: `size_bytes` bytes from `seed`, in upload pieces.
+/// An object's content: `size_bytes` bytes from `seed`, in upload pieces. BLAKE3's
+/// extendable output is a fast, reproducible stream of incompressible bytes.
 fn content(seed: u64, size_bytes: u64) -> impl Stream<Item = Bytes> + Send {
-    futures::stream::unfold(
-        (Fill::new(seed), 0u64),
-        move |(mut fill, sent)| async move {
-            if sent >= size_bytes {
-                return None;
-            }
-            let length = (size_bytes - sent).min(PIECE_BYTES as u64) as usize;
-            let mut piece = BytesMut::zeroed(length);
-            fill.fill(&mut piece);
-            Some((piece.freeze(), (fill, sent + length as u64)))
-        },
-    )
-}
-
-/// wyrand: one multiply per 8 bytes, so generating content costs little next to
-/// sending it. Not for anything but benchmark data.
-struct Fill(u64);
-
-impl Fill {
-    fn new(seed: u64) -> Self {
-        Fill(seed)
-    }
-
-    fn next_word(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let product = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((product >> 64) ^ product) as u64
-    }
-
-    fn fill(&mut self, buffer: &mut [u8]) {
-        for word in buffer.chunks_mut(8) {
-            let bytes = self.next_word().to_le_bytes();
-            word.copy_from_slice(&bytes[..word.len()]);
+    let reader = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    futures::stream::unfold((reader, 0u64), move |(mut reader, sent)| async move {
+        if sent >= size_bytes {
+            return None;
         }
-    }
+        let length = (size_bytes - sent).min(PIECE_BYTES as u64) as usize;
+        let mut piece = BytesMut::zeroed(length);
+        reader.fill(&mut piece);
+        Some((piece.freeze(), (reader, sent + length as u64)))
+    })
 }
 
 /// A download's destination: counts bytes and, when verifying, hashes them.

@@ -32,8 +32,10 @@ use crate::disk::Disk;
 /// Bytes of entries one `limited_get_log_entries` returns, which bounds one
 /// AppendEntries message (the first entry is always returned, whatever its size).
 /// openraft allows an AppendEntries only `heartbeat_interval_ms` to be sent and
-/// fsynced by the follower, so one message carries about one object chunk.
-const APPEND_ENTRIES_BYTES_MAX: usize = 1024 * 1024;
+/// fsynced by the follower, so one message carries about two object chunks: 4 MiB
+/// measured ~10% faster uploads in release, but leaves less margin for a loaded
+/// machine running debug builds.
+const APPEND_ENTRIES_BYTES_MAX: usize = 2 * 1024 * 1024;
 const _: () = assert!(APPEND_ENTRIES_BYTES_MAX * 2 < crate::limits::GRPC_MESSAGE_BYTES_MAX);
 
 /// Counts log growth since the last snapshot, so the node can snapshot on bytes as

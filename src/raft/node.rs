@@ -28,7 +28,7 @@ use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
 use crate::proto::v1::cluster_client::ClusterClient;
-use crate::state::{sweep, ClientCommand, Command, Store};
+use crate::state::{sweep, ClientCommand, Command, Request, Store};
 
 /// How long a linearizable read waits for the local state to reach the read index.
 const READ_APPLY_WAIT_MS_MAX: u64 = 5_000;
@@ -189,6 +189,26 @@ impl Node {
     pub async fn write(&self, command: ClientCommand) -> Committed {
         self.check_leader()?;
         self.proposer.propose(command).await
+    }
+
+    /// Proposes one large command as its own entry, bypassing group commit: object
+    /// chunks (1 MiB each) gain nothing from batching, and several in flight at once
+    /// pipeline the leader's append with the followers' (the caller bounds how many).
+    pub async fn write_alone(&self, command: ClientCommand) -> Committed {
+        self.check_leader()?;
+        let request = Request {
+            now_ms: now_ms(),
+            commands: vec![command],
+        };
+        let response = self
+            .raft
+            .client_write(request)
+            .await
+            .map_err(NodeError::from_write_error)?;
+        let outcome = response.data.outcomes.into_iter().next().ok_or_else(|| {
+            NodeError::Unavailable("apply returned no outcome for the command".into())
+        })?;
+        Ok((outcome, response.log_id.index))
     }
 
     /// `Err(NotLeader)` with the leader's address when this node does not lead.
