@@ -75,6 +75,12 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const _: () =
     assert!((KV_KEY_BYTES_MAX + KV_VALUE_BYTES_MAX) as usize * 2 < GRPC_MESSAGE_BYTES_MAX);
 
+/// HTTP/2 flow-control window of one gRPC stream, both directions. h2's default
+/// (64 KiB) makes a 1 MiB chunk wait for a dozen window updates on its way.
+pub const GRPC_STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+/// HTTP/2 flow-control window of one connection (all its streams).
+pub const GRPC_CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
+
 /// Client commands the proposer packs into one Raft entry (group commit). Versions
 /// are `log_index << VERSION_POSITION_BITS | position`, so this must fit those bits.
 pub const BATCH_COMMANDS_MAX: usize = 1024;

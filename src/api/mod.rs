@@ -19,7 +19,9 @@ use tonic::transport::Server;
 
 pub use gateway::Gateway;
 
-use crate::limits::GRPC_MESSAGE_BYTES_MAX;
+use crate::limits::{
+    GRPC_CONNECTION_WINDOW_BYTES, GRPC_MESSAGE_BYTES_MAX, GRPC_STREAM_WINDOW_BYTES,
+};
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::kv_server::KvServer;
@@ -43,6 +45,8 @@ pub async fn serve(
     let peer = PeerService::new(node.raft.clone(), node.reads.clone(), node.chunks.clone());
     let grpc = Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
         .add_service(
             RaftPeerServer::new(peer)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)

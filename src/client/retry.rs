@@ -121,6 +121,8 @@ impl Router {
         let channel = Endpoint::from_shared(url)
             .map_err(|_| Error::InvalidEndpoint(addr.to_string()))?
             .connect_timeout(Duration::from_secs(2))
+            .initial_stream_window_size(crate::limits::GRPC_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(crate::limits::GRPC_CONNECTION_WINDOW_BYTES)
             .tcp_nodelay(true)
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());

@@ -28,6 +28,8 @@ use crate::proto::raft::RaftPayload;
 pub fn connect_peer(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
+        .initial_stream_window_size(crate::limits::GRPC_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(crate::limits::GRPC_CONNECTION_WINDOW_BYTES)
         .tcp_nodelay(true)
         .connect_lazy();
     Ok(RaftPeerClient::new(channel)
