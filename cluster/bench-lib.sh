@@ -1,11 +1,27 @@
-# Shared by cluster/bench.sh and cluster/bench-queue.sh (sourced, not run):
-# logging, cleanup of exactly the processes and temp dir a script started, and
-# installing missing Debian packages. The sourcing script sets SCRIPT_NAME and
+# Shared by cluster/bench.sh, bench-queue.sh and bench-object.sh (sourced, not
+# run): logging, cleanup of exactly the processes and temp dir a script started,
+# installing missing Debian packages, and the awk helpers the result tables use. The sourcing script sets SCRIPT_NAME and
 # STOP_WAIT_SECS first, and fills `pids` and `tmp_dir` as it starts things.
 # shellcheck shell=bash
 
 log() { echo "${SCRIPT_NAME}: $*" >&2; }
 die() { log "$*"; exit 1; }
+
+# --- awk helpers for the tables ------------------------------------------------------
+# The reports are flat JSON objects with fixed field names, so awk alone reads them:
+# field(line, name) is a field's value (quotes stripped), ratio(a, b) is a / b to two
+# decimals or "n/a". Use as: awk "$AWK_REPORT_FUNCTIONS"' { ... }'.
+# shellcheck disable=SC2034 # used by the sourcing scripts
+readonly AWK_REPORT_FUNCTIONS='
+  function field(line, name,   re, v) {
+    re = "\"" name "\":\"?[^,\"}]*"
+    if (!match(line, re)) return ""
+    v = substr(line, RSTART + length(name) + 3, RLENGTH - length(name) - 3)
+    sub(/^"/, "", v)
+    return v
+  }
+  function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+'
 
 # --- cleanup: only what this script started ------------------------------------------
 pids=()

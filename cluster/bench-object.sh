@@ -142,15 +142,7 @@ done
 # Reads this run's JSON lines with awk alone: the reports are flat objects with
 # fixed field names. Ratios are against the fio jobs of the same run.
 table() {
-  awk '
-    function field(line, name,   re, v) {
-      re = "\"" name "\":\"?[^,\"}]*"
-      if (!match(line, re)) return ""
-      v = substr(line, RSTART + length(name) + 3, RLENGTH - length(name) - 3)
-      sub(/^"/, "", v)
-      return v
-    }
-    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+  awk "$AWK_REPORT_FUNCTIONS"'
     function mib(bytes) { return (bytes % 1048576 == 0) ? (bytes / 1048576) " MiB" : bytes " B" }
     /"fio_job"/ { fio[field($0, "fio_job")] = field($0, "mb_per_sec"); next }
     { rows[++n] = $0 }

@@ -224,15 +224,7 @@ done
 # awk alone: the reports are flat objects with fixed field names. Ratios are
 # against "nats" (JetStream with its default fsync policy).
 table() {
-  awk '
-    function field(line, name,   re, v) {
-      re = "\"" name "\":\"?[^,\"}]*"
-      if (!match(line, re)) return ""
-      v = substr(line, RSTART + length(name) + 3, RLENGTH - length(name) - 3)
-      sub(/^"/, "", v)
-      return v
-    }
-    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+  awk "$AWK_REPORT_FUNCTIONS"'
     {
       s = field($0, "system"); n = field($0, "producers")
       if (!(n in seen_n)) { seen_n[n] = 1; ns[++n_count] = n }

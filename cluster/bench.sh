@@ -181,15 +181,7 @@ done
 # Reads the JSON lines of this run (the last line per target and cell wins) with
 # awk alone: the reports are flat objects with fixed field names.
 table() {
-  awk '
-    function field(line, name,   re) {
-      re = "\"" name "\":\"?[^,\"}]*"
-      if (!match(line, re)) return ""
-      v = substr(line, RSTART + length(name) + 3, RLENGTH - length(name) - 3)
-      sub(/^"/, "", v)
-      return v
-    }
-    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
+  awk "$AWK_REPORT_FUNCTIONS"'
     {
       t = field($0, "target"); op = field($0, "op"); c = field($0, "consistency")
       n = field($0, "clients")

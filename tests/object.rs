@@ -68,6 +68,36 @@ fn chunk_usage(data_dir: &Path) -> (u64, u64) {
     usage
 }
 
+/// Waits until an upload's progress reached `bytes`.
+async fn wait_until_sent(sent: &AtomicU64, bytes: u64) {
+    eventually(ELECTION_WAIT, || {
+        let now = sent.load(Ordering::Relaxed);
+        async move {
+            if now >= bytes {
+                Ok(())
+            } else {
+                Err(now)
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until a node's chunk store holds exactly `files` chunks; returns its usage.
+async fn wait_for_chunks(data_dir: &Path, files: u64) -> (u64, u64) {
+    eventually(ELECTION_WAIT, || {
+        let usage = chunk_usage(data_dir);
+        async move {
+            if usage.0 == files {
+                Ok(usage)
+            } else {
+                Err(usage)
+            }
+        }
+    })
+    .await
+}
+
 async fn three_nodes(extra: &[&str]) -> (TestCluster, Client) {
     let cluster = TestCluster::start(3, extra);
     cluster.wait_for_leader(ELECTION_WAIT).await;
@@ -172,17 +202,7 @@ async fn upload_survives_the_leader_being_killed_mid_stream() {
             .put_object_file("private", "survivor", &upload_path, &opts(), Some(progress))
             .await
     });
-    eventually(ELECTION_WAIT, || {
-        let sent = sent.load(Ordering::Relaxed);
-        async move {
-            if sent >= 16 * MIB as u64 {
-                Ok(())
-            } else {
-                Err(sent)
-            }
-        }
-    })
-    .await;
+    wait_until_sent(&sent, 16 * MIB as u64).await;
     cluster.node(leader).kill();
     let result = upload.await.unwrap();
     cluster.wait_for_new_leader(leader, ELECTION_WAIT).await;
@@ -252,17 +272,7 @@ async fn an_abandoned_upload_leaves_nothing_visible_and_gc_collects_its_chunks()
             )
             .await
     });
-    eventually(ELECTION_WAIT, || {
-        let sent = sent.load(Ordering::Relaxed);
-        async move {
-            if sent >= 16 * MIB as u64 {
-                Ok(())
-            } else {
-                Err(sent)
-            }
-        }
-    })
-    .await;
+    wait_until_sent(&sent, 16 * MIB as u64).await;
     // Let some chunks commit, then abandon the upload.
     tokio::time::sleep(Duration::from_secs(2)).await;
     upload.abort();
@@ -274,17 +284,7 @@ async fn an_abandoned_upload_leaves_nothing_visible_and_gc_collects_its_chunks()
     assert_eq!(head.code(), "not_found");
     for node in &cluster.nodes {
         let dir = node.dir.join("data");
-        eventually(ELECTION_WAIT, || {
-            let usage = chunk_usage(&dir);
-            async move {
-                if usage.0 == 0 {
-                    Ok(())
-                } else {
-                    Err(usage)
-                }
-            }
-        })
-        .await;
+        wait_for_chunks(&dir, 0).await;
     }
 }
 
@@ -362,17 +362,7 @@ async fn identical_content_is_stored_once_and_deleting_frees_the_disk() {
     client.delete_object("public", "b").await.unwrap();
     for node in &cluster.nodes {
         let dir = node.dir.join("data");
-        eventually(ELECTION_WAIT, || {
-            let usage = chunk_usage(&dir);
-            async move {
-                if usage == (0, 0) {
-                    Ok(())
-                } else {
-                    Err(usage)
-                }
-            }
-        })
-        .await;
+        assert_eq!(wait_for_chunks(&dir, 0).await, (0, 0), "node {}", node.id);
     }
 }
 
@@ -398,17 +388,7 @@ async fn a_node_behind_a_snapshot_fetches_only_the_chunks_it_lacks() {
     let lagging = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id;
     let before_usage = {
         let dir = cluster.node(lagging).dir.join("data");
-        eventually(ELECTION_WAIT, || {
-            let usage = chunk_usage(&dir);
-            async move {
-                if usage.0 == 4 {
-                    Ok(usage)
-                } else {
-                    Err(usage)
-                }
-            }
-        })
-        .await
+        wait_for_chunks(&dir, 4).await
     };
     cluster.node(lagging).stop();
     let after = content("after", 6 * MIB);

@@ -102,13 +102,17 @@ pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<
     }
 }
 
+/// One report as one JSON line (what the bench scripts collect).
+pub fn print_json(report: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string(report).expect("reports always serialize")
+    );
+}
+
 pub fn print_report(report: &BenchReport, as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("reports always serialize")
-        );
-        return;
+        return print_json(report);
     }
     println!(
         "{} {:?}/{:?} clients={} value={}B: {:.0} ops/s ({} ops, {} errors in {:.1}s) \

@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 
-use super::bench::WorkerResult;
+use super::bench::{print_json, WorkerResult};
 use crate::client::{Client, Error, PutObjectOptions};
 use crate::limits::OBJECT_BYTES_MAX;
 
@@ -462,11 +462,7 @@ fn build_report(args: &ObjectBenchArgs, put: PhaseResult, get: PhaseResult) -> O
 
 pub fn print_report(report: &ObjectBenchReport, as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("reports always serialize")
-        );
-        return;
+        return print_json(report);
     }
     println!(
         "{} object size={}B count={} clients={}\n  \

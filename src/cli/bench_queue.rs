@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use super::bench::WorkerResult;
+use super::bench::{print_json, WorkerResult};
 use crate::client::{Client, ReceiveOptions};
 
 /// The queue (and, for NATS, the stream and subject) the benchmark uses.
@@ -310,11 +310,7 @@ pub async fn run(endpoints: &[String], args: QueueBenchArgs) -> anyhow::Result<(
 
 pub fn print_report(report: &QueueBenchReport, as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("reports always serialize")
-        );
-        return;
+        return print_json(report);
     }
     println!(
         "{} {} producers={} consumers={} message={}B in {:.1}s\n  \

@@ -195,9 +195,24 @@ impl Client {
             .await
     }
 
-    async fn read<T, F, Fut>(&self, target: Target, mut attempt: F) -> Result<T, Error>
+    async fn read<T, F, Fut>(&self, target: Target, attempt: F) -> Result<T, Error>
     where
         F: FnMut(KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_on(target, kv_client, attempt).await
+    }
+
+    /// Runs a call without a session (reads, status) on `target` through a client
+    /// made by `make`, with the usual retries and deadline.
+    async fn call_on<C, T, F, Fut>(
+        &self,
+        target: Target,
+        make: fn(Conn) -> C,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut(C) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.inner
@@ -206,7 +221,7 @@ impl Client {
                 target,
                 Timeouts::new(self.inner.call_timeout, Duration::ZERO),
                 |channel| {
-                    let fut = attempt(kv_client(channel));
+                    let fut = attempt(make(channel));
                     async move { fut.await.map(tonic::Response::into_inner) }
                 },
             )

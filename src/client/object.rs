@@ -538,17 +538,10 @@ impl Client {
 
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
         let reply = self
-            .inner
-            .router
-            .call(
+            .call_on(
                 Target::LeaderPreferred,
-                Timeouts::new(self.inner.call_timeout, Duration::ZERO),
-                |channel| async move {
-                    TokensClient::new(channel)
-                        .list(v1::ListTokensRequest {})
-                        .await
-                        .map(tonic::Response::into_inner)
-                },
+                TokensClient::new,
+                |mut c| async move { c.list(v1::ListTokensRequest {}).await },
             )
             .await?;
         Ok(reply
@@ -576,21 +569,11 @@ impl Client {
         Ok(reply.existed)
     }
 
-    async fn call_object<T, F, Fut>(&self, target: Target, mut attempt: F) -> Result<T, Error>
+    async fn call_object<T, F, Fut>(&self, target: Target, attempt: F) -> Result<T, Error>
     where
         F: FnMut(super::ObjectClient) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.inner
-            .router
-            .call(
-                target,
-                Timeouts::new(self.inner.call_timeout, Duration::ZERO),
-                |channel| {
-                    let fut = attempt(object_client(channel));
-                    async move { fut.await.map(tonic::Response::into_inner) }
-                },
-            )
-            .await
+        self.call_on(target, object_client, attempt).await
     }
 }
