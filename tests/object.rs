@@ -411,14 +411,29 @@ async fn a_node_behind_a_snapshot_fetches_only_the_chunks_it_lacks() {
     assert!(got.1 == after);
     assert_eq!(chunk_usage(&node.dir.join("data")).0, before_usage.0 + 6);
     // Some of the 6 new chunks may arrive in log entries before the snapshot; the
-    // snapshot install fetches the rest, never the 4 the node already had.
-    let logs = strip_ansi(&node.logs());
+    // snapshot install fetches the rest, never the 4 the node already had. The
+    // fetch logs once all its chunks are stored, which may be just after a read
+    // already found them.
+    let fetched_lines = |logs: &str| -> Vec<u64> {
+        logs.lines()
+            .filter_map(|l| l.split("fetched=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .collect()
+    };
+    let logs = eventually(ELECTION_WAIT, || {
+        let logs = strip_ansi(&node.logs());
+        let done = !fetched_lines(&logs).is_empty();
+        async move {
+            if done {
+                Ok(logs)
+            } else {
+                Err("no fetch logged yet")
+            }
+        }
+    })
+    .await;
     assert!(logs.contains("installed snapshot"), "{logs}");
-    let fetched: u64 = logs
-        .lines()
-        .filter_map(|l| l.split("fetched=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
+    let fetched: u64 = fetched_lines(&logs).iter().sum();
     assert!(
         (1..=6).contains(&fetched),
         "fetched {fetched} chunks:\n{logs}"

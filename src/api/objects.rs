@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::error::ApiError;
 use crate::chunkstore::ChunkStore;
@@ -90,16 +90,14 @@ fn joined(result: Result<Result<(), ApiError>, tokio::task::JoinError>) -> Resul
     result.map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
+/// Replicates one chunk; `permit` holds its bytes in the node's upload budget
+/// until the entry is committed.
 async fn propose_chunk(
     node: Arc<Node>,
-    budget: Arc<Semaphore>,
+    permit: OwnedSemaphorePermit,
     hash: Hash,
     data: Bytes,
 ) -> Result<(), ApiError> {
-    let permit = budget
-        .acquire_many_owned(data.len() as u32)
-        .await
-        .map_err(|_| ApiError::Internal("upload budget closed".into()))?;
     let command = ClientCommand {
         session: None,
         command: Command::Object(ObjectCommand::PutChunk {
@@ -188,10 +186,17 @@ where
             while in_flight.len() >= UPLOAD_CHUNKS_IN_FLIGHT_MAX {
                 joined(in_flight.next().await.expect("not empty"))?;
             }
+            // Waiting here, before the chunk is handed off, stops reading the body:
+            // the node's uploads together hold at most the budget in chunk bytes.
+            let permit = budget
+                .clone()
+                .acquire_many_owned(chunk.len() as u32)
+                .await
+                .map_err(|_| ApiError::Internal("upload budget closed".into()))?;
             chunks_sent += 1;
             in_flight.push(tokio::spawn(propose_chunk(
                 node.clone(),
-                budget.clone(),
+                permit,
                 hash,
                 chunk,
             )));
