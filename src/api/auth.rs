@@ -15,7 +15,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::raft::Node;
+use crate::raft::{Consistency, Node};
 use crate::state::auth::{self, AuthCommand, AuthResponse};
 use crate::state::chunks::Hash;
 use crate::state::{ClientCommand, Command, Response};
@@ -95,6 +95,20 @@ impl Auth {
 
 fn internal(e: sled::Error) -> ApiError {
     ApiError::Internal(e.to_string())
+}
+
+impl Auth {
+    /// `check_required`, but a token this node does not know yet is checked again
+    /// after a read barrier: it may have just been created through the leader.
+    pub async fn check_required_fresh(&self, token: Option<&str>) -> Result<(), ApiError> {
+        match self.check_required(token) {
+            Err(ApiError::Unauthenticated(_)) if token.is_some() => {
+                self.node.read_barrier(Consistency::Linearizable).await?;
+                self.check_required(token)
+            }
+            other => other,
+        }
+    }
 }
 
 /// The tonic interceptor that applies `Auth::check_call` to every client call.

@@ -73,8 +73,16 @@ async fn authorize(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     if let (Some(expires_s), Some(signature)) = (presigned.expires, &presigned.signature) {
-        let secret = auth::presign_secret_if_any(&gateway.node)?
-            .ok_or_else(|| ApiError::PermissionDenied("no presigned URL was ever issued".into()))?;
+        let secret = match auth::presign_secret_if_any(&gateway.node)? {
+            Some(secret) => secret,
+            None => {
+                // A follower may not have applied the secret the leader just created.
+                gateway.node.read_barrier(Consistency::Linearizable).await?;
+                auth::presign_secret_if_any(&gateway.node)?.ok_or_else(|| {
+                    ApiError::PermissionDenied("no presigned URL was ever issued".into())
+                })?
+            }
+        };
         let now_s = crate::raft::proposer::now_ms() / 1000;
         return auth::verify(&secret, (method, bucket, key), expires_s, signature, now_s).map_err(
             |e| match e {
@@ -98,7 +106,7 @@ async fn authorize(
             Some(_) => {}
         }
     }
-    gateway.auth.check_required(token(headers))
+    gateway.auth.check_required_fresh(token(headers)).await
 }
 
 /// A `Range` that starts at or beyond the end of the object (416).
@@ -314,7 +322,7 @@ async fn delete_object(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    gateway.auth.check_required(token(&headers))?;
+    gateway.auth.check_required_fresh(token(&headers)).await?;
     let command = state::ClientCommand {
         session: None,
         command: state::Command::Object(object::ObjectCommand::Delete { bucket, key }),
