@@ -17,6 +17,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::client::{read_error_outcome, write_error_outcome, Op, Outcome, Session};
+use super::register::KeyCursor;
 
 /// Operations per key before the generator moves to a new key.
 pub const OPS_PER_KEY_MAX: u64 = 100;
@@ -27,14 +28,8 @@ const WRITER_READ_PERCENT: u32 = 30;
 const BUCKET: &str = "private";
 
 #[derive(Default)]
-struct KeyState {
-    key_index: u64,
-    ops_on_key: u64,
-    next_value: u64,
-}
-
 pub struct ObjectWorkload {
-    state: Mutex<KeyState>,
+    cursor: Mutex<KeyCursor>,
 }
 
 pub fn key_name(index: u64) -> String {
@@ -66,35 +61,22 @@ pub fn decode(bytes: &[u8]) -> String {
     }
 }
 
-impl Default for ObjectWorkload {
-    fn default() -> Self {
-        ObjectWorkload {
-            state: Mutex::new(KeyState::default()),
-        }
-    }
-}
-
 impl ObjectWorkload {
-    fn state(&self) -> std::sync::MutexGuard<'_, KeyState> {
-        self.state
+    fn cursor(&self) -> std::sync::MutexGuard<'_, KeyCursor> {
+        self.cursor
             .lock()
-            .expect("object state lock is never poisoned")
+            .expect("object cursor lock is never poisoned")
     }
 
     /// Keys used so far, oldest first.
     pub fn keys(&self) -> Vec<String> {
-        (0..=self.state().key_index).map(key_name).collect()
+        (0..=self.cursor().key_index).map(key_name).collect()
     }
 
     pub fn next_op(&self, rng: &mut StdRng, process: u64, reader: bool) -> Op {
-        let mut state = self.state();
-        if state.ops_on_key >= OPS_PER_KEY_MAX {
-            state.key_index += 1;
-            state.ops_on_key = 0;
-        }
-        state.ops_on_key += 1;
-        state.next_value += 1;
-        let key = Some(key_name(state.key_index));
+        let mut cursor = self.cursor();
+        cursor.advance(OPS_PER_KEY_MAX);
+        let key = Some(key_name(cursor.key_index));
         if reader || rng.gen_range(0..100) < WRITER_READ_PERCENT {
             return Op {
                 f: "get",
@@ -105,7 +87,7 @@ impl ObjectWorkload {
         Op {
             f: "put",
             key,
-            value: json!(format!("{process}-{}", state.next_value)),
+            value: json!(format!("{process}-{}", cursor.next_value)),
         }
     }
 

@@ -26,11 +26,33 @@ const WRITER_READ_PERCENT: u32 = 20;
 /// Share of cas among writes, in percent (the rest are plain puts).
 const CAS_PERCENT_OF_WRITES: u32 = 50;
 
+/// Where a per-key workload stands: every process works on the current key, and the
+/// generator moves to a fresh key once the key's budget of operations is spent.
+#[derive(Default)]
+pub struct KeyCursor {
+    pub key_index: u64,
+    ops_on_key: u64,
+    /// Counts operations over all keys; makes written values unique.
+    pub next_value: u64,
+}
+
+impl KeyCursor {
+    /// Counts one more operation; true if it starts a fresh key.
+    pub fn advance(&mut self, ops_per_key_max: u64) -> bool {
+        let fresh = self.ops_on_key >= ops_per_key_max;
+        if fresh {
+            self.key_index += 1;
+            self.ops_on_key = 0;
+        }
+        self.ops_on_key += 1;
+        self.next_value += 1;
+        fresh
+    }
+}
+
 #[derive(Default)]
 struct KeyState {
-    key_index: u64,
-    ops_on_key: u64,
-    next_value: u64,
+    cursor: KeyCursor,
     /// Highest version seen on the current key.
     newest_version: Option<u64>,
 }
@@ -60,21 +82,17 @@ impl RegisterWorkload {
 
     /// Keys used so far, oldest first.
     pub fn keys(&self) -> Vec<String> {
-        (0..=self.state().key_index).map(key_name).collect()
+        (0..=self.state().cursor.key_index).map(key_name).collect()
     }
 
     /// The next operation of `process`; a `reader` process only reads.
     pub fn next_op(&self, rng: &mut StdRng, process: u64, reader: bool) -> Op {
         let mut state = self.state();
-        if state.ops_on_key >= OPS_PER_KEY_MAX {
-            state.key_index += 1;
-            state.ops_on_key = 0;
+        if state.cursor.advance(OPS_PER_KEY_MAX) {
             state.newest_version = None;
         }
-        state.ops_on_key += 1;
-        state.next_value += 1;
-        let key = Some(key_name(state.key_index));
-        let value = format!("{process}-{}", state.next_value);
+        let key = Some(key_name(state.cursor.key_index));
+        let value = format!("{process}-{}", state.cursor.next_value);
         if reader || rng.gen_range(0..100) < WRITER_READ_PERCENT {
             return Op {
                 f: "get",
@@ -137,7 +155,7 @@ impl RegisterWorkload {
             return;
         };
         let mut state = self.state();
-        if op.key.as_deref() == Some(key_name(state.key_index).as_str())
+        if op.key.as_deref() == Some(key_name(state.cursor.key_index).as_str())
             && state.newest_version.is_none_or(|newest| version > newest)
         {
             state.newest_version = Some(version);
