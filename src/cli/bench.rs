@@ -87,18 +87,31 @@ pub struct BenchReport {
     pub latency_ms_max: f64,
 }
 
-pub async fn run(endpoints: &[String], command: BenchCommand) -> anyhow::Result<()> {
+/// A cairn client for a load generator, sending the CLI's token if one was given.
+pub(super) fn cairn_client(endpoints: &[String], token: Option<&str>) -> anyhow::Result<Client> {
+    let client = Client::connect(endpoints.iter().cloned())?;
+    Ok(match token {
+        Some(token) => client.with_token(token)?,
+        None => client,
+    })
+}
+
+pub async fn run(
+    endpoints: &[String],
+    token: Option<&str>,
+    command: BenchCommand,
+) -> anyhow::Result<()> {
     match command {
         BenchCommand::Kv(args) => {
             let report = match args.target {
-                Target::Cairn => bench_kv(endpoints, &args).await?,
+                Target::Cairn => bench_kv(endpoints, token, &args).await?,
                 Target::Etcd => bench_etcd(endpoints, &args).await?,
             };
             print_report(&report, args.json);
             Ok(())
         }
-        BenchCommand::Queue(args) => super::bench_queue::run(endpoints, args).await,
-        BenchCommand::Object(args) => super::bench_object::run(endpoints, args).await,
+        BenchCommand::Queue(args) => super::bench_queue::run(endpoints, token, args).await,
+        BenchCommand::Object(args) => super::bench_object::run(endpoints, token, args).await,
     }
 }
 
@@ -146,9 +159,13 @@ async fn bench_etcd(_endpoints: &[String], _args: &KvBenchArgs) -> anyhow::Resul
     )
 }
 
-async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<BenchReport> {
+async fn bench_kv(
+    endpoints: &[String],
+    token: Option<&str>,
+    args: &KvBenchArgs,
+) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
-    let setup = Client::connect(endpoints.iter().cloned())?;
+    let setup = cairn_client(endpoints, token)?;
     match setup.create_namespace(BENCH_NAMESPACE).await {
         Ok(()) | Err(crate::client::Error::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
@@ -165,7 +182,7 @@ async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Result<Be
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.clients);
     for worker in 0..args.clients {
-        let client = Client::connect(endpoints.iter().cloned())?;
+        let client = cairn_client(endpoints, token)?;
         let (op, consistency, keys, value) = (args.op, args.consistency, args.keys, value.clone());
         tasks.push(tokio::spawn(async move {
             run_worker(

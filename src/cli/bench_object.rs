@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWrite;
 
-use super::bench::{print_json, WorkerResult};
+use super::bench::{cairn_client, print_json, WorkerResult};
 use crate::client::{Client, Error, PutObjectOptions};
 use crate::limits::OBJECT_BYTES_MAX;
 
@@ -155,9 +155,13 @@ fn validate(args: &ObjectBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(endpoints: &[String], args: ObjectBenchArgs) -> anyhow::Result<()> {
+pub async fn run(
+    endpoints: &[String],
+    token: Option<&str>,
+    args: ObjectBenchArgs,
+) -> anyhow::Result<()> {
     validate(&args)?;
-    let setup = Client::connect(endpoints.iter().cloned())?;
+    let setup = cairn_client(endpoints, token)?;
     match setup.create_bucket(BENCH_BUCKET, false).await {
         Ok(()) | Err(Error::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
@@ -166,7 +170,7 @@ pub async fn run(endpoints: &[String], args: ObjectBenchArgs) -> anyhow::Result<
     // leader) before the clock starts.
     let mut clients = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
-        let client = Client::connect(endpoints.iter().cloned())?;
+        let client = cairn_client(endpoints, token)?;
         client.list_buckets().await?;
         clients.push(client);
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use super::bench::{print_json, WorkerResult};
+use super::bench::{cairn_client, print_json, WorkerResult};
 use crate::client::{Client, ReceiveOptions};
 
 /// The queue (and, for NATS, the stream and subject) the benchmark uses.
@@ -293,7 +293,11 @@ pub(super) fn build_report(
     }
 }
 
-pub async fn run(endpoints: &[String], args: QueueBenchArgs) -> anyhow::Result<()> {
+pub async fn run(
+    endpoints: &[String],
+    token: Option<&str>,
+    args: QueueBenchArgs,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.producers + args.consumers > 0,
         "--producers and --consumers cannot both be 0"
@@ -301,7 +305,7 @@ pub async fn run(endpoints: &[String], args: QueueBenchArgs) -> anyhow::Result<(
     anyhow::ensure!(args.size > 0, "--size must be at least 1 byte");
     anyhow::ensure!(args.lease_ms != Some(0), "--lease-ms must be positive");
     let report = match args.target {
-        QueueTarget::Cairn => bench_cairn(endpoints, &args).await?,
+        QueueTarget::Cairn => bench_cairn(endpoints, token, &args).await?,
         QueueTarget::Nats => bench_nats(endpoints, &args).await?,
     };
     print_report(&report, args.json);
@@ -371,9 +375,10 @@ async fn bench_nats(
 
 async fn bench_cairn(
     endpoints: &[String],
+    token: Option<&str>,
     args: &QueueBenchArgs,
 ) -> anyhow::Result<QueueBenchReport> {
-    let setup = Client::connect(endpoints.iter().cloned())?;
+    let setup = cairn_client(endpoints, token)?;
     setup.create_queue(BENCH_QUEUE).await?;
     setup.purge_queue(BENCH_QUEUE).await?;
     let lease = args.lease_ms.map(Duration::from_millis);
@@ -382,7 +387,7 @@ async fn bench_cairn(
     let mut producer_clients = Vec::with_capacity(args.producers);
     let mut consumer_clients = Vec::with_capacity(args.consumers);
     for i in 0..args.producers + args.consumers {
-        let client = Client::connect(endpoints.iter().cloned())?;
+        let client = cairn_client(endpoints, token)?;
         client.queue_length(BENCH_QUEUE).await?;
         if i < args.producers {
             producer_clients.push(client);

@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(command) => {
             cluster::run(client(&cli.endpoints, &cli.token)?, command).await
         }
-        Command::Bench(command) => bench::run(&cli.endpoints, command).await,
+        Command::Bench(command) => bench::run(&cli.endpoints, cli.token.as_deref(), command).await,
     }
 }
 
