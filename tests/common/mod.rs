@@ -30,9 +30,21 @@ const TIMING_ARGS: [&str; 6] = [
     "1400",
 ];
 
+/// A port nothing listens on now and that no other test of this process was given:
+/// the kernel may hand the same free port to two `bind(0)` calls in a row before
+/// either server has bound it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1_000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("1,000 ephemeral ports in a row were already given to this test process");
 }
 
 pub struct TestNode {
