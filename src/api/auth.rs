@@ -54,7 +54,7 @@ impl Auth {
     /// Whether any token exists, i.e. whether calls must present one.
     pub fn enabled(&self) -> Result<bool, ApiError> {
         Ok(!self.configured.is_empty()
-            || auth::any_token(self.node.store.tree()).map_err(internal)?)
+            || auth::any_token(self.node.store.tree()).map_err(ApiError::from)?)
     }
 
     /// Whether `token` is a configured or stored token.
@@ -62,7 +62,7 @@ impl Auth {
         let hash = token_hash(token);
         // Hash equality leaks nothing useful about the token itself.
         Ok(self.configured.contains(&hash)
-            || auth::token_known(self.node.store.tree(), &hash).map_err(internal)?)
+            || auth::token_known(self.node.store.tree(), &hash).map_err(ApiError::from)?)
     }
 
     /// Allows a call that presents `token`, or any call while the cluster is open.
@@ -91,10 +91,6 @@ impl Auth {
             )),
         }
     }
-}
-
-fn internal(e: sled::Error) -> ApiError {
-    ApiError::Internal(e.to_string())
 }
 
 impl Auth {
@@ -127,7 +123,7 @@ pub fn interceptor(
 
 /// The cluster's presigning secret, created through Raft the first time one is needed.
 pub async fn presign_secret(node: &Node) -> Result<[u8; 32], ApiError> {
-    if let Some(secret) = auth::presign_secret(node.store.tree()).map_err(internal)? {
+    if let Some(secret) = auth::presign_secret(node.store.tree()).map_err(ApiError::from)? {
         return Ok(secret);
     }
     let command = ClientCommand {
@@ -144,7 +140,7 @@ pub async fn presign_secret(node: &Node) -> Result<[u8; 32], ApiError> {
 
 /// The presigning secret if one was created (verifying never creates one).
 pub fn presign_secret_if_any(node: &Node) -> Result<Option<[u8; 32]>, ApiError> {
-    auth::presign_secret(node.store.tree()).map_err(internal)
+    auth::presign_secret(node.store.tree()).map_err(ApiError::from)
 }
 
 fn mac(secret: &[u8; 32], method: &str, bucket: &str, key: &str, expires_s: u64) -> HmacSha256 {

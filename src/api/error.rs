@@ -27,6 +27,13 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A failed read of the state tree is the node's fault, never the request's.
+impl From<sled::Error> for ApiError {
+    fn from(e: sled::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<state::ReadError> for ApiError {
     fn from(e: state::ReadError) -> Self {
         match e {

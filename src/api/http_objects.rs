@@ -94,16 +94,8 @@ async fn authorize(
     }
     if method == "GET" {
         let txn = Txn::new(gateway.node.store.tree());
-        let found = object::bucket(&txn, bucket).map_err(|e| ApiError::Internal(e.to_string()))?;
-        match found {
-            None => {
-                return Err(state::Error::NotFound {
-                    what: format!("bucket {bucket:?}"),
-                }
-                .into())
-            }
-            Some(b) if b.public => return Ok(()),
-            Some(_) => {}
+        if object::existing_bucket(&txn, bucket)??.public {
+            return Ok(());
         }
     }
     gateway.auth.check_required_fresh(token(headers)).await

@@ -57,16 +57,7 @@ pub struct Stored {
 pub fn check_put_header(node: &Node, header: &PutHeader) -> Result<(), ApiError> {
     object::validate_key(&header.key)?;
     object::validate_attributes(&header.content_type, &header.metadata)?;
-    let txn = Txn::new(node.store.tree());
-    if object::bucket(&txn, &header.bucket)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .is_none()
-    {
-        return Err(state::Error::NotFound {
-            what: format!("bucket {:?}", header.bucket),
-        }
-        .into());
-    }
+    object::existing_bucket(&Txn::new(node.store.tree()), &header.bucket)??;
     Ok(())
 }
 
@@ -249,16 +240,8 @@ pub async fn head(
 ) -> Result<(ObjectRecord, u64), ApiError> {
     let applied_index = node.read_barrier(consistency).await?;
     let txn = Txn::new(node.store.tree());
-    if object::bucket(&txn, bucket)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .is_none()
-    {
-        return Err(state::Error::NotFound {
-            what: format!("bucket {bucket:?}"),
-        }
-        .into());
-    }
-    match object::object(&txn, bucket, key).map_err(|e| ApiError::Internal(e.to_string()))? {
+    object::existing_bucket(&txn, bucket)??;
+    match object::object(&txn, bucket, key)? {
         Some(record) => Ok((record, applied_index)),
         None => Err(state::Error::NotFound {
             what: format!("object {bucket}/{key}"),

@@ -195,7 +195,8 @@ pub fn bucket(txn: &Txn<'_>, name: &str) -> sled::Result<Option<BucketRecord>> {
     }
 }
 
-fn existing_bucket(txn: &Txn<'_>, name: &str) -> sled::Result<Result<BucketRecord, Error>> {
+/// A bucket by name, or the `NotFound` error naming it.
+pub fn existing_bucket(txn: &Txn<'_>, name: &str) -> sled::Result<Result<BucketRecord, Error>> {
     Ok(bucket(txn, name)?.ok_or_else(|| Error::NotFound {
         what: format!("bucket {name:?}"),
     }))

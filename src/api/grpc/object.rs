@@ -112,7 +112,7 @@ impl Object for ObjectService {
             .await
             .map_err(ApiError::from)?;
         let buckets = object::list_buckets(node.store.tree())
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|(name, b)| v1::BucketInfo {
                 name,
@@ -259,13 +259,9 @@ impl Object for ObjectService {
             .read_barrier(consistency)
             .await
             .map_err(ApiError::from)?;
-        let bucket = object::bucket(&Txn::new(node.store.tree()), &r.bucket)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::from(crate::state::Error::NotFound {
-                    what: format!("bucket {:?}", r.bucket),
-                })
-            })?;
+        let bucket = object::existing_bucket(&Txn::new(node.store.tree()), &r.bucket)
+            .map_err(ApiError::from)?
+            .map_err(ApiError::from)?;
         let query = object::ListQuery {
             prefix: &r.prefix,
             delimiter: &r.delimiter,
@@ -276,8 +272,7 @@ impl Object for ObjectService {
                 r.limit
             },
         };
-        let listing = object::list(node.store.tree(), bucket.id, &query)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let listing = object::list(node.store.tree(), bucket.id, &query).map_err(ApiError::from)?;
         Ok(Response::new(v1::ListObjectsReply {
             objects: listing
                 .objects

@@ -54,7 +54,7 @@ impl Tokens for TokensService {
 
     async fn list(&self, _request: Request<v1::ListTokensRequest>) -> Reply<v1::ListTokensReply> {
         let tokens = auth::tokens(self.node.store.tree())
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(ApiError::from)?
             .into_iter()
             .map(|(id, record)| v1::TokenInfo {
                 id,
