@@ -79,7 +79,10 @@ impl ChunkStore {
                 continue;
             }
             fs::create_dir_all(self.shard_dir(hash))?;
-            let temp = path.with_extension(TEMP_SUFFIX.trim_start_matches('.'));
+            // A temp name of its own: a chunk fetched from a peer and the same chunk
+            // applied from the log may be written at once; each rename is atomic and
+            // both carry the same bytes.
+            let temp = path.with_extension(format!("{:016x}{TEMP_SUFFIX}", rand::random::<u64>()));
             let mut file = File::create(&temp)?;
             file.write_all(data)?;
             file.sync_data()?;
@@ -182,5 +185,28 @@ mod tests {
         fs::write(shard.join("x.tmp"), b"partial").unwrap();
         ChunkStore::open(dir.path()).unwrap();
         assert!(!shard.join("x.tmp").exists());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_chunk_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let chunk = (*blake3::hash(b"same").as_bytes(), b"same".to_vec());
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, chunk) = (store.clone(), chunk.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        store.write_durable(std::slice::from_ref(&chunk)).unwrap();
+                        store.delete(&[chunk.0]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        store.write_durable(std::slice::from_ref(&chunk)).unwrap();
+        assert_eq!(store.read(&chunk.0).unwrap(), b"same");
     }
 }

@@ -25,6 +25,10 @@ const FETCH_CONCURRENCY_MAX: usize = 4;
 /// How long one peer may take to send one chunk.
 const FETCH_TIMEOUT_MS: u64 = 10_000;
 
+/// One fetch at a time per process (a node is one process): the fetch at start and
+/// one after a snapshot install would otherwise ask for the same chunks at once.
+static FETCHING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Fetches every chunk the state names but the store lacks; returns how many are
 /// still missing afterwards.
 pub async fn fetch_missing(
@@ -32,6 +36,7 @@ pub async fn fetch_missing(
     chunks: &ChunkStore,
     membership: &StoredMembership,
 ) -> u64 {
+    let _one_at_a_time = FETCHING.lock().await;
     let mut peers: HashMap<String, RaftPeerClient<Channel>> = HashMap::new();
     for (_, node) in membership.membership().nodes() {
         if let Ok(client) = connect_peer(&node.grpc_addr) {
