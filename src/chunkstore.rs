@@ -1,9 +1,12 @@
 //! The node's chunk files: object data, one file per BLAKE3-named chunk.
 //!
-//! Layout: `chunks/<first two hex digits>/<64 hex digits>`. A chunk is written
-//! durably (temp file, fsync, rename, fsync of the directory) before the state
-//! machine commits the record that names it, so a committed record always has its
-//! file. Files are immutable once renamed into place; reads open them directly.
+//! Layout: `chunks/<first two hex digits>/<64 hex digits>`. All 256 shard
+//! directories are created durably when the store is first opened, so a chunk's
+//! directory entry never hangs off a directory a power cut could forget. A chunk is
+//! written durably (temp file, fsync, rename, fsync of the directory) before the
+//! state machine commits the record that names it, so a committed record always has
+//! its file; a chunk found already present still has its directory fsynced, since
+//! its writer (a concurrent fetch) may not have got that far. Files are immutable once renamed into place; reads open them directly.
 //! Which chunks *should* exist is the state machine's business (`state::chunks`);
 //! this module only stores, reads and lists bytes.
 
@@ -12,6 +15,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::durable;
 use crate::state::chunks::Hash;
 
 const TEMP_SUFFIX: &str = ".tmp";
@@ -29,12 +33,25 @@ pub struct Usage {
 }
 
 impl ChunkStore {
-    /// Opens `dir`, removing temp files an interrupted write left behind.
+    /// Opens `dir`, creating it and its shard directories durably, and removes
+    /// temp files an interrupted write left behind.
     pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        durable::create_dir_all(dir)?;
         let store = ChunkStore {
             dir: dir.to_path_buf(),
         };
+        let mut created = false;
+        for first_byte in 0..=u8::MAX {
+            let shard = store.dir.join(hex::encode([first_byte]));
+            if !shard.is_dir() {
+                fs::create_dir(&shard)?;
+                durable::sync_dir(&shard)?;
+                created = true;
+            }
+        }
+        if created {
+            durable::sync_dir(&store.dir)?;
+        }
         for shard in store.shards()? {
             for entry in fs::read_dir(&shard)? {
                 let path = entry?.path();
@@ -73,12 +90,14 @@ impl ChunkStore {
     /// and fsynced, renamed into place, then each touched directory is fsynced.
     pub fn write_durable(&self, chunks: &[(Hash, Vec<u8>)]) -> io::Result<()> {
         let mut renames = Vec::new();
+        let mut dirs = BTreeSet::new();
         for (hash, data) in chunks {
             let path = self.path(hash);
             if path.exists() {
+                // Its data was fsynced before its rename; its name may not be yet.
+                dirs.insert(self.shard_dir(hash));
                 continue;
             }
-            fs::create_dir_all(self.shard_dir(hash))?;
             // A temp name of its own: a chunk fetched from a peer and the same chunk
             // applied from the log may be written at once; each rename is atomic and
             // both carry the same bytes.
@@ -88,7 +107,6 @@ impl ChunkStore {
             file.sync_data()?;
             renames.push((temp, path));
         }
-        let mut dirs = BTreeSet::new();
         for (temp, path) in renames {
             fs::rename(&temp, &path)?;
             if let Some(dir) = path.parent() {
@@ -96,7 +114,7 @@ impl ChunkStore {
             }
         }
         for dir in dirs {
-            File::open(dir)?.sync_all()?;
+            durable::sync_dir(&dir)?;
         }
         Ok(())
     }

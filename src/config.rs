@@ -40,6 +40,10 @@ pub struct Config {
     /// answer from local state, so a follower or a deposed leader serves stale data.
     /// Exists so the chaos suite can prove its checker catches that bug.
     pub unsafe_local_linearizable_reads: bool,
+    /// TEST DOUBLE, NEVER IN PRODUCTION: the Raft log acknowledges appends without
+    /// fsyncing them, so a power cut loses acknowledged writes. Exists so the chaos
+    /// suite can prove its `power` fault catches that bug.
+    pub unsafe_ack_before_fsync: bool,
     /// How long a chunk no object references is kept before GC deletes it. An
     /// upload must finish within it.
     pub chunk_gc_grace_ms: u64,
@@ -70,6 +74,7 @@ impl Default for Config {
             snapshot_log_entries: LOG_ENTRIES_SNAPSHOT_TRIGGER,
             snapshot_log_entries_kept: 1_000,
             unsafe_local_linearizable_reads: false,
+            unsafe_ack_before_fsync: false,
             chunk_gc_grace_ms: CHUNK_GC_GRACE_MS_DEFAULT,
             public_url: None,
             presign_expires_s_max: PRESIGN_EXPIRES_S_MAX_DEFAULT,

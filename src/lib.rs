@@ -7,6 +7,8 @@
 //! SDK) uses only `proto`, `limits` and its own error codes.
 //! - [`limits`]: every bound, in one place.
 //! - [`config`]: a node's configuration (TOML + flags) and its validation.
+//! - [`crash_point`]: named crash points for crash-consistency tests (test builds only).
+//! - [`durable`]: durable file-system steps (directories, renames) every writer uses.
 //! - [`disk`]: the node's sled database and how its writes become durable.
 //! - [`state`]: the replicated state machine (commands, apply, reads, snapshots).
 //! - [`raft`]: openraft wiring: log store, state-machine adapter, peer network,
@@ -20,7 +22,9 @@ pub mod chunkstore;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod crash_point;
 pub mod disk;
+pub mod durable;
 pub mod limits;
 pub mod proto;
 pub mod raft;

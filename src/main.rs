@@ -12,6 +12,7 @@ async fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    cairn::crash_point::setup_from_env();
     if let Err(e) = cairn::cli::run(cli).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);

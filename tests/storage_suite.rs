@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cairn::disk::Disk;
 use cairn::raft::log_store::{LogGrowth, LogStore};
 use cairn::raft::sm_adapter::StateMachine;
+use cairn::raft::snapshot_floor::SnapshotFloor;
 use cairn::raft::types::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;
@@ -18,9 +19,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let disk = Disk::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
         let growth = Arc::new(LogGrowth::default());
-        let log =
-            LogStore::open(disk.clone(), growth.clone()).map_err(|e| StorageIOError::write(&e))?;
-        let sm = StateMachine::open(disk, growth).map_err(|e| StorageIOError::write(&e))?;
+        // The suite checks openraft's storage contract, which lets a purge run at
+        // once; cairn's own rule on top (no purge past the durable snapshot) is
+        // tested with real crashes in tests/crash_windows.rs.
+        let floor = SnapshotFloor::default();
+        floor.raise(Some(u64::MAX));
+        let log = LogStore::open(disk.clone(), growth.clone(), floor.clone(), false)
+            .map_err(|e| StorageIOError::write(&e))?;
+        let sm = StateMachine::open(disk, growth, floor).map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, log, sm))
     }
 }

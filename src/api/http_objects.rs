@@ -214,6 +214,7 @@ async fn read_object(
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
     }
+    objects::check_chunks_here(node, &record)?;
     let body = Body::from_stream(objects::read(node.chunks.clone(), &record, range));
     Ok((status, response_headers, body).into_response())
 }

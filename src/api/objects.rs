@@ -23,7 +23,7 @@ use crate::limits::{
     CHUNK_BYTES_MAX, NODE_UPLOAD_BYTES_IN_FLIGHT_MAX, OBJECT_BYTES_MAX, UPLOAD_CHUNKS_IN_FLIGHT_MAX,
 };
 use crate::raft::proposer::now_ms;
-use crate::raft::{Consistency, Node};
+use crate::raft::{Consistency, Node, NodeError};
 use crate::state::chunks::{self, ChunkRef, Hash};
 use crate::state::object::{self, ObjectCommand, ObjectRecord, ObjectResponse, PutObject};
 use crate::state::{self, ClientCommand, Command, Response, SessionTag, Txn};
@@ -255,6 +255,19 @@ pub async fn head(
 pub struct ByteRange {
     pub offset: u64,
     pub length: u64,
+}
+
+/// Refuses (UNAVAILABLE, so clients try another node) to serve an object whose
+/// chunk files this node does not hold yet: a node that installed a snapshot may
+/// still be fetching them (`raft::chunk_fetch`).
+pub fn check_chunks_here(node: &Node, record: &ObjectRecord) -> Result<(), ApiError> {
+    match record.chunks.iter().find(|c| !node.chunks.has(&c.hash)) {
+        None => Ok(()),
+        Some(chunk) => Err(ApiError::Node(NodeError::Unavailable(format!(
+            "this node is still fetching chunk {} of this object; retry or ask another node",
+            hex::encode(chunk.hash)
+        )))),
+    }
 }
 
 /// The bytes `range` of the object `record`, chunk by chunk from this node's files.

@@ -56,6 +56,10 @@ pub struct ServerArgs {
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true)]
     unsafe_local_linearizable_reads: bool,
+    /// Test double for the chaos suite: acknowledge log appends without fsync
+    /// (unsafe; proves the `power` fault catches lost acknowledged writes).
+    #[arg(long, hide = true)]
+    unsafe_ack_before_fsync: bool,
 }
 
 fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
@@ -69,6 +73,7 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     };
     config.dev |= args.dev;
     config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
+    config.unsafe_ack_before_fsync |= args.unsafe_ack_before_fsync;
     if let Some(v) = args.id {
         config.id = v;
     }

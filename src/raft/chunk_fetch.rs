@@ -1,7 +1,8 @@
 //! Copies chunk files this node lacks from its peers.
 //!
 //! Runs after a snapshot install (the snapshot names chunks by hash but does not
-//! carry their bytes) and once at start (an install a crash interrupted). Each
+//! carry their bytes), and from the node's repair worker at start and until
+//! nothing is missing (an install a crash interrupted, peers that could not answer). Each
 //! chunk is asked of the members in turn; the bytes are checked against the hash
 //! before they are stored. A chunk no member has any more was collected by GC after
 //! the snapshot was taken, so a later log entry drops its last reference.
@@ -43,12 +44,7 @@ pub async fn fetch_missing(
             peers.insert(node.grpc_addr.clone(), client);
         }
     }
-    let missing = store
-        .tree()
-        .scan_prefix([keys::CHUNK])
-        .filter_map(|item| item.ok())
-        .filter_map(|(key, _)| <Hash>::try_from(&key[1..]).ok())
-        .filter(|hash| !chunks.has(hash));
+    let missing = missing_chunks(store, chunks);
     let peers = &peers;
     let results: Vec<bool> = futures::stream::iter(missing)
         .map(|hash| async move { fetch_one(peers, chunks, hash).await })
@@ -61,6 +57,21 @@ pub async fn fetch_missing(
         tracing::info!(fetched, failed, "fetched missing chunks from peers");
     }
     failed as u64
+}
+
+/// Chunks the state names that the store lacks.
+fn missing_chunks<'a>(store: &Store, chunks: &'a ChunkStore) -> impl Iterator<Item = Hash> + 'a {
+    store
+        .tree()
+        .scan_prefix([keys::CHUNK])
+        .filter_map(|item| item.ok())
+        .filter_map(|(key, _)| <Hash>::try_from(&key[1..]).ok())
+        .filter(|hash| !chunks.has(hash))
+}
+
+/// How many chunks the state names that the store lacks (a local walk).
+pub fn count_missing(store: &Store, chunks: &ChunkStore) -> u64 {
+    missing_chunks(store, chunks).count() as u64
 }
 
 async fn fetch_one(

@@ -6,9 +6,12 @@
 //!    only then report `log_io_completed`; the leader counts this node towards a
 //!    quorum only after that.
 //! 3. `truncate`: cut the segment and fsync before returning.
-//! 4. `purge`: first sync the state machine (sled, same data dir) so everything
-//!    applied from the purged entries is on disk, then record the purge point in the
-//!    meta file, then drop the records.
+//! 4. `purge`: only up to what the durable snapshot covers (`snapshot_floor`): a
+//!    purge past it — a follower's log purged for a snapshot it is still installing —
+//!    is deferred until the install made the snapshot durable. Then sync the state
+//!    machine (sled, same data dir), record the purge point in the meta file, and
+//!    drop the records (`Wal::open` ignores records at or below the purge point, so a
+//!    power cut between these steps is harmless).
 //!
 //! openraft serializes all write IO; reads (replication) may run concurrently and
 //! share the WAL behind a mutex that is never held across an fsync of appended data.
@@ -25,8 +28,9 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::snapshot_floor::SnapshotFloor;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use super::wal::Wal;
+use super::wal::{self, Wal};
 use crate::disk::Disk;
 
 /// Bytes of entries one `limited_get_log_entries` returns, which bounds one
@@ -37,6 +41,10 @@ use crate::disk::Disk;
 /// machine running debug builds.
 const APPEND_ENTRIES_BYTES_MAX: usize = 2 * 1024 * 1024;
 const _: () = assert!(APPEND_ENTRIES_BYTES_MAX * 2 < crate::limits::GRPC_MESSAGE_BYTES_MAX);
+/// How long an append past a deferred purge waits for the snapshot install that
+/// covers it (the log cannot hold a hole). The install runs on the state machine's
+/// own task and does not need this one, so this is only a bound for a broken install.
+const DEFERRED_PURGE_WAIT_MS_MAX: u64 = 120_000;
 
 /// Counts log growth since the last snapshot, so the node can snapshot on bytes as
 /// well as on entry count.
@@ -59,6 +67,11 @@ pub struct LogStore {
     meta: Arc<Mutex<LogMeta>>,
     disk: Disk,
     growth: Arc<LogGrowth>,
+    floor: SnapshotFloor,
+    /// A purge openraft asked for beyond the durable snapshot; done once covered.
+    deferred_purge: Arc<Mutex<Option<LogId>>>,
+    /// See `Config::unsafe_ack_before_fsync`.
+    unsafe_ack_before_fsync: bool,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -70,21 +83,38 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(disk: Disk, growth: Arc<LogGrowth>) -> std::io::Result<Self> {
-        let mut wal = Wal::open(&disk.dir().join("raft-log"))?;
-        let meta: LogMeta = match wal.read_meta()? {
-            Some(bytes) => bincode::deserialize(&bytes).map_err(std::io::Error::other)?,
+    pub fn open(
+        disk: Disk,
+        growth: Arc<LogGrowth>,
+        floor: SnapshotFloor,
+        unsafe_ack_before_fsync: bool,
+    ) -> std::io::Result<Self> {
+        let dir = disk.dir().join("raft-log");
+        let meta: LogMeta = match wal::read_meta(&dir)? {
+            Some(bytes) => bincode::deserialize(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: unreadable vote and purge point: {e}",
+                        dir.join("meta").display()
+                    ),
+                )
+            })?,
             None => LogMeta::default(),
         };
-        if let Some(purged) = meta.last_purged {
-            // Records below the purge point may survive in the first segment.
-            wal.purge_through(purged.index)?;
+        // Records at or below the purge point may survive a crash mid-purge.
+        let wal = Wal::open(&dir, meta.last_purged.map(|p| p.index))?;
+        if unsafe_ack_before_fsync {
+            tracing::warn!("UNSAFE: log appends are acknowledged without fsync (test double)");
         }
         Ok(LogStore {
             wal: Arc::new(Mutex::new(wal)),
             meta: Arc::new(Mutex::new(meta)),
             disk,
             growth,
+            floor,
+            deferred_purge: Arc::new(Mutex::new(None)),
+            unsafe_ack_before_fsync,
         })
     }
 
@@ -142,6 +172,11 @@ impl LogStore {
             return Ok(Vec::new());
         };
         let end = end.unwrap_or(last + 1).min(last + 1);
+        // Records a deferred purge keeps on disk are already gone for openraft.
+        let first = match *self.deferred() {
+            Some(purged) => first.max(purged.index + 1),
+            None => first,
+        };
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         for index in start.max(first)..end {
@@ -193,8 +228,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = self.meta().last_purged;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        let last_entry = self.last_entry_log_id()?;
+        let (last_purged_log_id, last_log_id) = match *self.deferred() {
+            // Records a deferred purge keeps are gone for openraft.
+            Some(deferred) => (Some(deferred), last_entry.max(Some(deferred))),
+            None => (
+                self.meta().last_purged,
+                last_entry.or(self.meta().last_purged),
+            ),
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -237,12 +279,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         };
+        self.finish_deferred_purge(Some(first)).await?;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
         let file = self.wal().append(first, &payloads).map_err(write_err)?;
         self.growth.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.growth
             .entries
             .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        if self.unsafe_ack_before_fsync {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         // 2. Make them durable. 3. Only then tell openraft they are stored.
         let synced = tokio::task::spawn_blocking(move || file.sync_data())
             .await
@@ -256,6 +303,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.finish_deferred_purge(None).await?;
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
             wal.lock()
@@ -268,11 +316,60 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if !self.floor.covers(log_id.index) {
+            // A follower asked to purge for a snapshot it is still installing: the
+            // entries stay until that snapshot is durable (see `snapshot_floor`).
+            tracing::info!(purge = %log_id, floor = ?self.floor.index(), "purge deferred until the snapshot covering it is durable");
+            *self.deferred() = Some(log_id);
+            return Ok(());
+        }
+        *self.deferred() = None;
+        self.purge_now(log_id).await
+    }
+}
+
+impl LogStore {
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Option<LogId>> {
+        self.deferred_purge
+            .lock()
+            .expect("the deferred-purge lock is never poisoned")
+    }
+
+    /// Carries out a deferred purge once the snapshot covers it. An append that
+    /// does not follow the records on disk (it starts after the snapshot) waits for
+    /// that, since the log cannot hold a hole.
+    async fn finish_deferred_purge(&self, next_append: Option<u64>) -> Result<(), StorageError> {
+        let Some(pending) = *self.deferred() else {
+            return Ok(());
+        };
+        if !self.floor.covers(pending.index) {
+            let follows = match (next_append, self.wal().last_index()) {
+                (None, _) => true,
+                (Some(first), Some(last)) => first == last + 1,
+                (Some(_), None) => false,
+            };
+            if follows {
+                return Ok(());
+            }
+            let wait = std::time::Duration::from_millis(DEFERRED_PURGE_WAIT_MS_MAX);
+            tokio::time::timeout(wait, self.floor.wait_covers(pending.index))
+                .await
+                .map_err(|_| {
+                    write_err(std::io::Error::other(format!(
+                        "the snapshot covering the deferred purge through {pending} was not installed within {DEFERRED_PURGE_WAIT_MS_MAX} ms"
+                    )))
+                })?;
+        }
+        *self.deferred() = None;
+        self.purge_now(pending).await
+    }
+
+    async fn purge_now(&self, log_id: LogId) -> Result<(), StorageError> {
         // The state machine lives in sled beside this log and is not synced on
         // apply: make what it applied from the purged entries durable first.
         self.disk.sync().await.map_err(write_err)?;
         // Record the purge point before dropping records: a crash in between
-        // leaves extra records below it (skipped at open), never a hole above it.
+        // leaves extra records below it (ignored at open), never a hole above it.
         let meta = LogMeta {
             last_purged: Some(log_id),
             ..self.meta()

@@ -1,7 +1,7 @@
 //! Replication: openraft wired to cairn's storage and network.
 //!
 //! `types` declares the type config; `log_store` and `sm_adapter` are the storage
-//! half; `peer_client` / `peer_service` the network half; `proposer` (group commit)
+//! half (`snapshot_floor` bounds how far the log may be purged); `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
 //! starts and stops it all; `chunk_fetch` copies object chunks a node lacks. The API layer talks to `node` only.
 
@@ -13,6 +13,7 @@ pub mod peer_service;
 pub mod proposer;
 pub mod read_index;
 pub mod sm_adapter;
+pub mod snapshot_floor;
 pub mod types;
 pub mod wal;
 

@@ -20,6 +20,7 @@ use super::peer_client::{connect_peer, PeerNetwork};
 use super::proposer::{now_ms, Committed, Proposer};
 use super::read_index::{ReadIndexBatcher, ReadIndexError};
 use super::sm_adapter::StateMachine;
+use super::snapshot_floor::SnapshotFloor;
 use super::types::{NodeAddr, NodeId, Raft, RaftMetrics};
 use crate::chunkstore::ChunkStore;
 use crate::config::Config;
@@ -40,6 +41,9 @@ const BOOTSTRAP_PROBE_INTERVAL_MS: u64 = 500;
 const BOOTSTRAP_PROBE_TIMEOUT_MS: u64 = 2_000;
 /// How long `promote` waits for a learner to catch up before refusing.
 const PROMOTE_CATCH_UP_WAIT_MS_MAX: u64 = 30_000;
+/// First and longest pause between rounds of fetching chunks that are still missing.
+const CHUNK_REPAIR_BACKOFF_MS_MIN: u64 = 500;
+const CHUNK_REPAIR_BACKOFF_MS_MAX: u64 = 30_000;
 /// A learner within this many entries of the leader's log counts as caught up.
 const PROMOTE_LAG_ENTRIES_MAX: u64 = 100;
 
@@ -95,6 +99,10 @@ pub struct Node {
     pub queue_activity: Arc<tokio::sync::Notify>,
     /// This node's object chunk files.
     pub chunks: ChunkStore,
+    /// Signalled when chunk files may be missing here (see `chunk_repair_worker`).
+    chunks_wanted: Arc<tokio::sync::Notify>,
+    /// Chunks this node lacks: counted at start, then after every fetch round.
+    chunks_missing: std::sync::atomic::AtomicU64,
     /// Grace period of unreferenced chunks, proposed with each sweep.
     pub chunk_gc_grace_ms: u64,
     disk: Disk,
@@ -112,11 +120,19 @@ impl Node {
         let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
         let disk = Disk::open(&config.data_dir)?;
         let growth = Arc::new(LogGrowth::default());
-        let log_store = LogStore::open(disk.clone(), growth.clone())?;
-        let state_machine = StateMachine::open(disk.clone(), growth.clone())?;
+        let floor = SnapshotFloor::default();
+        let log_store = LogStore::open(
+            disk.clone(),
+            growth.clone(),
+            floor.clone(),
+            config.unsafe_ack_before_fsync,
+        )?;
+        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor)?;
         let store = state_machine.store().clone();
         let chunks = state_machine.chunks().clone();
         let queue_activity = state_machine.queue_activity();
+        let chunks_wanted = state_machine.chunks_wanted();
+        let chunks_missing = chunk_fetch::count_missing(&store, &chunks);
         let raft = Raft::new(
             config.id,
             raft_config,
@@ -136,6 +152,8 @@ impl Node {
             reads: ReadIndexBatcher::spawn(raft.clone()),
             queue_activity,
             chunks,
+            chunks_wanted,
+            chunks_missing: std::sync::atomic::AtomicU64::new(chunks_missing),
             chunk_gc_grace_ms: config.chunk_gc_grace_ms,
             raft,
             store,
@@ -149,7 +167,7 @@ impl Node {
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
-        tokio::spawn(fetch_chunks_at_start(node.clone()));
+        tokio::spawn(chunk_repair_worker(node.clone()));
         Ok(node)
     }
 
@@ -174,6 +192,12 @@ impl Node {
 
     pub fn metrics(&self) -> RaftMetrics {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// Chunk files this node still has to fetch (0 when it holds all it should).
+    pub fn chunks_missing(&self) -> u64 {
+        self.chunks_missing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -489,10 +513,42 @@ async fn sweep_worker(node: Arc<Node>) {
 
 /// Fetches chunks an interrupted snapshot install left missing, once the
 /// membership (who to ask) is known.
-async fn fetch_chunks_at_start(node: Arc<Node>) {
-    tokio::time::sleep(Duration::from_millis(BOOTSTRAP_PROBE_INTERVAL_MS)).await;
-    let membership = node.metrics().membership_config.as_ref().clone();
-    chunk_fetch::fetch_missing(&node.store, &node.chunks, &membership).await;
+/// Fetches chunk files the state names but this node lacks — once at start (an
+/// install a crash interrupted, a fetch that failed before) and whenever a snapshot
+/// install leaves some missing — and keeps at it, backing off, until none is
+/// missing. Runs until shutdown.
+async fn chunk_repair_worker(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(BOOTSTRAP_PROBE_INTERVAL_MS)) => {}
+        _ = stop.changed() => return,
+    }
+    loop {
+        let mut backoff_ms = CHUNK_REPAIR_BACKOFF_MS_MIN;
+        loop {
+            let membership = node.metrics().membership_config.as_ref().clone();
+            let missing = chunk_fetch::fetch_missing(&node.store, &node.chunks, &membership).await;
+            node.chunks_missing
+                .store(missing, std::sync::atomic::Ordering::Relaxed);
+            if missing == 0 {
+                break;
+            }
+            tracing::warn!(
+                missing,
+                retry_in_ms = backoff_ms,
+                "chunks still missing; fetching again"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                _ = stop.changed() => return,
+            }
+            backoff_ms = (backoff_ms * 2).min(CHUNK_REPAIR_BACKOFF_MS_MAX);
+        }
+        tokio::select! {
+            _ = node.chunks_wanted.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Triggers a snapshot when the log grew by `LOG_BYTES_SNAPSHOT_TRIGGER` bytes

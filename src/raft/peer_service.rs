@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::read_index::ReadIndexBatcher;
 use super::types::Raft;
 use crate::chunkstore::ChunkStore;
+use crate::crash_point::{self, names};
 use crate::proto::raft::raft_peer_server::RaftPeer;
 use crate::proto::raft::RaftPayload;
 
@@ -76,6 +77,9 @@ impl RaftPeer for PeerService {
         let hash: [u8; 32] = request.into_inner().data[..]
             .try_into()
             .map_err(|_| Status::invalid_argument("a chunk hash is 32 bytes"))?;
+        if crash_point::armed(names::SERVE_CHUNK_UNAVAILABLE) {
+            return Err(Status::unavailable("crash point: chunk fetch refused"));
+        }
         let chunks = self.chunks.clone();
         let data = tokio::task::spawn_blocking(move || chunks.read(&hash))
             .await

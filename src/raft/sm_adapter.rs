@@ -5,20 +5,25 @@
 //! and a restart re-applies whatever sled lost (apply is deterministic). The log is
 //! only purged behind a synced state (see `log_store::purge`).
 //!
-//! A snapshot is one file, `snapshots/current.snap`: a header with the openraft
-//! `SnapshotMeta`, then `state::snapshot` records. Building and installing take the
-//! apply gate, so a snapshot is a point-in-time view and never races an apply.
-//! Installing first makes the received file current, then loads it; a node that
-//! crashes mid-install reloads it at start (`recover`).
+//! A snapshot is one file, `snapshots/current.snap`, in the `state::snapshot`
+//! format (header = the openraft `SnapshotMeta`, records, a trailer with count and
+//! checksum). Building and installing take the apply gate, so a snapshot is a
+//! point-in-time view and never races an apply. A received snapshot is written to
+//! an anonymous file (one per transfer, nothing to clean up after a crash);
+//! installing verifies it, makes a copy durably current, raises the
+//! `SnapshotFloor` (only now may the log be purged past it), then loads it; a node
+//! that crashes mid-install reloads it at start (`recover`). The current file is
+//! verified again before it is sent to a follower and at start.
 //!
 //! Chunk files (object data) live beside the tree in `chunkstore`. Apply writes the
 //! files a batch stages durably before committing the batch and deletes collected
 //! ones after. A snapshot carries the chunk *records*, not their data: installing
 //! one deletes local chunks it does not name and fetches the ones this node lacks
 //! from the snapshot's members (`chunk_fetch`), so a rejoining node copies only what
-//! it is missing.
+//! it is missing; chunks no member could give it yet are handed to the node's
+//! repair worker (`chunks_wanted`), which keeps fetching until none is missing.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,21 +34,22 @@ use tokio::sync::Mutex;
 
 use super::chunk_fetch;
 use super::log_store::LogGrowth;
+use super::snapshot_floor::SnapshotFloor;
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::chunkstore::ChunkStore;
+use crate::crash_point::{self, names};
 use crate::disk::Disk;
+use crate::durable;
 use crate::state::queue::QueueCommand;
 use crate::state::{keys, snapshot, Command, Reply, Store};
 
 const META_LAST_APPLIED: &str = "raft_last_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSN1";
-/// Largest snapshot header (the membership is the only variable part).
-const SNAPSHOT_HEADER_BYTES_MAX: u32 = 1024 * 1024;
 const CURRENT_FILE: &str = "current.snap";
-const RECEIVING_FILE: &str = "receiving.snap";
+/// Where a `current.snap` that failed verification is moved (kept for inspection).
+const DAMAGED_FILE: &str = "current.snap.damaged";
 const BUILDING_FILE: &str = "building.snap";
 const INSTALLING_FILE: &str = "installing.snap";
 
@@ -58,6 +64,10 @@ pub struct StateMachine {
     growth: Arc<LogGrowth>,
     /// Woken after applying queue sends, for long-polling receives.
     queue_activity: Arc<tokio::sync::Notify>,
+    /// Raised once a snapshot is durably current (bounds log purges).
+    floor: SnapshotFloor,
+    /// Signalled when an install left chunks this node still has to fetch.
+    chunks_wanted: Arc<tokio::sync::Notify>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -73,9 +83,9 @@ fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl StateMachine {
-    pub fn open(disk: Disk, growth: Arc<LogGrowth>) -> io::Result<Self> {
+    pub fn open(disk: Disk, growth: Arc<LogGrowth>, floor: SnapshotFloor) -> io::Result<Self> {
         let snapshots_dir = disk.dir().join("snapshots");
-        std::fs::create_dir_all(&snapshots_dir)?;
+        durable::create_dir_all(&snapshots_dir)?;
         let store = Store::open(&disk.db).map_err(io::Error::other)?;
         let chunks = ChunkStore::open(&disk.dir().join("chunks"))?;
         let sm = StateMachine {
@@ -86,6 +96,8 @@ impl StateMachine {
             gate: Arc::new(Mutex::new(())),
             growth,
             queue_activity: Arc::new(tokio::sync::Notify::new()),
+            floor,
+            chunks_wanted: Arc::new(tokio::sync::Notify::new()),
         };
         sm.recover()?;
         Ok(sm)
@@ -93,6 +105,11 @@ impl StateMachine {
 
     pub fn queue_activity(&self) -> Arc<tokio::sync::Notify> {
         self.queue_activity.clone()
+    }
+
+    /// Signalled whenever chunk files the state names may be missing here.
+    pub fn chunks_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.chunks_wanted.clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -116,16 +133,43 @@ impl StateMachine {
         Ok(self.meta::<Option<LogId>>(META_LAST_APPLIED)?.flatten())
     }
 
-    /// Finishes an install that a crash interrupted: the current snapshot is newer
-    /// than what the tree says it has applied.
+    /// At start: checks `current.snap`, raises the floor to it and finishes an
+    /// install that a crash interrupted (the snapshot is newer than what the tree
+    /// says it has applied). A damaged snapshot the tree does not need any more is
+    /// set aside; one it needs stops the node with a message naming the file.
     /// Also deletes chunk files no record names (deletions a crash lost).
     fn recover(&self) -> io::Result<()> {
+        for leftover in [BUILDING_FILE, INSTALLING_FILE] {
+            durable::remove_file(&self.snapshots_dir.join(leftover))?;
+        }
         let path = self.snapshots_dir.join(CURRENT_FILE);
+        let applied = self.last_applied()?;
         if path.exists() {
-            let meta = read_header(&mut std::fs::File::open(&path)?)?;
-            if meta.last_log_id > self.last_applied()? {
-                tracing::warn!(snapshot = ?meta.last_log_id, "reloading a snapshot whose install was interrupted");
-                load_snapshot_file(&self.store, &self.disk, &path, &meta)?;
+            match verify_file(&path) {
+                Ok(meta) => {
+                    self.floor.raise(meta.last_log_id.map(|id| id.index));
+                    if meta.last_log_id > applied {
+                        tracing::warn!(snapshot = ?meta.last_log_id, "reloading a snapshot whose install was interrupted");
+                        load_snapshot_file(&self.store, &self.disk, &path, &meta)?;
+                    }
+                }
+                Err(e) => {
+                    let header = std::fs::File::open(&path)
+                        .and_then(|f| decode_meta(&snapshot::read_header(f)?));
+                    let needed = header.as_ref().map_or(true, |m| m.last_log_id > applied);
+                    if needed {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "{} is damaged ({e}) and the state machine (applied {applied:?}) needs it; \
+                                 refusing to start: remove this node's data directory and re-add it to the cluster",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    tracing::error!(file = %path.display(), error = %e, "a damaged snapshot this node no longer needs is set aside; a new one is built when needed");
+                    durable::rename(&path, &self.snapshots_dir.join(DAMAGED_FILE))?;
+                }
             }
         }
         remove_orphan_chunks(&self.store, &self.chunks)?;
@@ -133,31 +177,19 @@ impl StateMachine {
     }
 }
 
-fn write_header(out: &mut impl Write, meta: &SnapshotMeta) -> io::Result<()> {
-    let header = bincode::serialize(meta).map_err(io::Error::other)?;
-    out.write_all(SNAPSHOT_MAGIC)?;
-    out.write_all(&(header.len() as u32).to_be_bytes())?;
-    out.write_all(&header)
+fn decode_meta(header: &[u8]) -> io::Result<SnapshotMeta> {
+    bincode::deserialize(header).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable snapshot meta: {e}"),
+        )
+    })
 }
 
-/// Reads the header and leaves `input` at the first record.
-fn read_header(input: &mut impl Read) -> io::Result<SnapshotMeta> {
-    let mut magic = [0u8; 8];
-    input.read_exact(&mut magic)?;
-    if &magic != SNAPSHOT_MAGIC {
-        return Err(io::Error::other("not a cairn snapshot file"));
-    }
-    let mut len = [0u8; 4];
-    input.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len);
-    if len > SNAPSHOT_HEADER_BYTES_MAX {
-        return Err(io::Error::other(format!(
-            "snapshot header of {len} bytes is too large"
-        )));
-    }
-    let mut header = vec![0u8; len as usize];
-    input.read_exact(&mut header)?;
-    bincode::deserialize(&header).map_err(io::Error::other)
+/// Reads the whole snapshot file at `path`, checks its trailer; returns its meta.
+fn verify_file(path: &Path) -> io::Result<SnapshotMeta> {
+    let (header, _records) = snapshot::verify(std::fs::File::open(path)?)?;
+    decode_meta(&header)
 }
 
 /// Replaces the state with the snapshot at `path` and makes it durable.
@@ -167,8 +199,7 @@ fn load_snapshot_file(
     path: &Path,
     meta: &SnapshotMeta,
 ) -> io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    read_header(&mut file)?;
+    let file = std::fs::File::open(path)?;
     // The raft metadata is written only after every record: until then the tree
     // does not claim to hold the snapshot, and `recover` reloads it after a crash.
     let raft_keys = [keys::meta(META_LAST_APPLIED), keys::meta(META_MEMBERSHIP)];
@@ -199,15 +230,6 @@ fn remove_orphan_chunks(store: &Store, chunks: &ChunkStore) -> io::Result<()> {
     Ok(())
 }
 
-/// Renames `from` to `to` and syncs the directory, so the rename survives a crash.
-fn durable_rename(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
-    let dir = to
-        .parent()
-        .ok_or_else(|| io::Error::other("snapshot path has no directory"))?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let _gate = self.gate.lock().await;
@@ -236,15 +258,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             // The state must be on disk before the snapshot lets the log be purged.
             disk.sync_blocking()?;
+            let header = bincode::serialize(&header).map_err(io::Error::other)?;
             let mut file = std::fs::File::create(&building)?;
-            write_header(&mut file, &header)?;
-            snapshot::dump(store.tree(), &mut file)?;
+            snapshot::dump(store.tree(), &header, &mut file)?;
             file.sync_all()?;
-            durable_rename(&building, &current)
+            durable::rename(&building, &current)
         })
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
+        self.floor.raise(meta.last_log_id.map(|id| id.index));
         self.growth.bytes.store(0, Ordering::Relaxed);
         self.growth.entries.store(0, Ordering::Relaxed);
         let file = tokio::fs::File::open(self.snapshots_dir.join(CURRENT_FILE))
@@ -316,6 +339,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .await
                 .map_err(sm_write_err)?
                 .map_err(sm_write_err)?;
+            // Window: chunk files on disk that no committed record names yet (the
+            // orphan sweep at start removes them; the log re-applies the batch).
+            crash_point::crash_here(names::APPLY_AFTER_CHUNK_FILES);
         }
         self.store.commit(txn).map_err(sm_write_err)?;
         if !chunk_files.deletes.is_empty() {
@@ -334,17 +360,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let path = self.snapshots_dir.join(RECEIVING_FILE);
-        // Read as well as write: install reads the header back from this handle.
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
+        // An anonymous file of its own per transfer: two overlapping transfers never
+        // share bytes, and a crash leaves nothing behind. Read as well as write:
+        // install reads it back from this handle.
+        let dir = self.snapshots_dir.clone();
+        let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
             .await
+            .map_err(snap_err)?
             .map_err(snap_err)?;
-        Ok(Box::new(file))
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
@@ -355,14 +379,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _gate = self.gate.lock().await;
         let mut received = snapshot.into_std().await;
         let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
-        let chunks = self.chunks.clone();
+        let (chunks, floor) = (self.chunks.clone(), self.floor.clone());
         let dir = self.snapshots_dir.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             // Copy from the handle rather than renaming a known path: the handle is
-            // whatever openraft passes (normally our receiving file, but not always).
+            // whatever openraft passes (normally our anonymous receiving file).
             received.seek(SeekFrom::Start(0))?;
-            let header = read_header(&mut received)?;
-            if header.last_log_id != meta_owned.last_log_id {
+            let (header, _records) = snapshot::verify(&mut received)
+                .map_err(|e| io::Error::new(e.kind(), format!("received snapshot: {e}")))?;
+            if decode_meta(&header)?.last_log_id != meta_owned.last_log_id {
                 return Err(io::Error::other(
                     "received snapshot does not match its meta",
                 ));
@@ -372,33 +397,54 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut copy = std::fs::File::create(&installing)?;
             io::copy(&mut received, &mut copy)?;
             copy.sync_all()?;
+            // Window: the log may already be purged up to this snapshot in
+            // openraft's view, but the snapshot is not durable yet.
+            crash_point::crash_here(names::INSTALL_BEFORE_RENAME);
             let current = dir.join(CURRENT_FILE);
-            durable_rename(&installing, &current)?;
+            durable::rename(&installing, &current)?;
+            floor.raise(meta_owned.last_log_id.map(|id| id.index));
             load_snapshot_file(&store, &disk, &current, &meta_owned)?;
-            remove_orphan_chunks(&store, &chunks)?;
-            match std::fs::remove_file(dir.join(RECEIVING_FILE)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
+            remove_orphan_chunks(&store, &chunks)
         })
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         // Still under the gate: entries after the snapshot may name these chunks.
-        chunk_fetch::fetch_missing(&self.store, &self.chunks, &meta.last_membership).await;
+        let missing =
+            chunk_fetch::fetch_missing(&self.store, &self.chunks, &meta.last_membership).await;
+        if missing > 0 {
+            tracing::warn!(
+                missing,
+                "chunks still missing after the install; the repair worker keeps fetching them"
+            );
+            self.chunks_wanted.notify_one();
+        }
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let path = self.snapshots_dir.join(CURRENT_FILE);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let mut file = std::fs::File::open(&path).map_err(sm_read_err)?;
-        let meta = read_header(&mut file).map_err(sm_read_err)?;
-        file.seek(SeekFrom::Start(0)).map_err(sm_read_err)?;
-        Ok(Some(Snapshot {
+        let damaged = self.snapshots_dir.join(DAMAGED_FILE);
+        let _gate = self.gate.lock().await;
+        let checked = tokio::task::spawn_blocking(move || -> io::Result<Option<(SnapshotMeta, std::fs::File)>> {
+            if !path.exists() {
+                return Ok(None);
+            }
+            match verify_file(&path) {
+                Ok(meta) => Ok(Some((meta, std::fs::File::open(&path)?))),
+                Err(e) => {
+                    // Never send a damaged snapshot; openraft builds a new one.
+                    tracing::error!(file = %path.display(), error = %e, "current snapshot is damaged; set aside, not sent");
+                    durable::rename(&path, &damaged)?;
+                    Ok(None)
+                }
+            }
+        })
+        .await
+        .map_err(sm_read_err)?
+        .map_err(sm_read_err)?;
+        Ok(checked.map(|(meta, file)| Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))

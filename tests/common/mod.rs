@@ -54,6 +54,8 @@ pub struct TestNode {
     pub dir: PathBuf,
     pub peers: String,
     pub extra_args: Vec<String>,
+    /// Environment for the next starts (e.g. `FAILPOINTS` for crash points).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -67,6 +69,7 @@ impl TestNode {
             dir: base.join(format!("node{id}")),
             peers,
             extra_args,
+            env: Vec::new(),
             child: None,
             starts: 0,
         }
@@ -89,6 +92,7 @@ impl TestNode {
             .args(TIMING_ARGS)
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .stdin(Stdio::null());
@@ -197,6 +201,15 @@ impl TestCluster {
 
     /// `count` nodes started with the same `--peers`.
     pub fn start(count: u64, extra_args: &[&str]) -> Self {
+        Self::start_with_env(count, extra_args, |_| Vec::new())
+    }
+
+    /// Like [`TestCluster::start`], with an environment per node id.
+    pub fn start_with_env(
+        count: u64,
+        extra_args: &[&str],
+        env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let mut nodes: Vec<TestNode> = (1..=count)
@@ -209,6 +222,7 @@ impl TestCluster {
             .join(",");
         for node in &mut nodes {
             node.peers = peers.clone();
+            node.env = env(node.id);
             node.start();
         }
         TestCluster { nodes, dir }

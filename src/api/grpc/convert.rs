@@ -77,5 +77,6 @@ pub fn node_status(node: &Node) -> v1::NodeStatus {
         purged_index: metrics.purged.map(|id| id.index).unwrap_or(0),
         grpc_addr: node.addr.grpc_addr.clone(),
         http_addr: node.addr.http_addr.clone(),
+        chunks_missing: node.chunks_missing(),
     }
 }

@@ -209,6 +209,7 @@ impl Object for ObjectService {
                 applied_index,
             ))),
         };
+        objects::check_chunks_here(node, &record)?;
         let data = objects::read(node.chunks.clone(), &record, range).map(|piece| match piece {
             Ok(data) => Ok(v1::GetObjectReply {
                 part: Some(v1::get_object_reply::Part::Data(data)),
