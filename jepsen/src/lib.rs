@@ -25,6 +25,8 @@
 //! - [`error`]: the one error type (bad input is an error, never a panic).
 //! - [`harness`]: the chaos harness: network namespaces, node processes, client
 //!   processes, nemesis, reports.
+//! - [`powerfs`]: an in-process FUSE file system that keeps unsynced writes and drops
+//!   them on command, to simulate power cuts under a node's data directory.
 
 pub mod check;
 pub mod checker;
@@ -32,6 +34,7 @@ pub mod error;
 pub mod formats;
 pub mod harness;
 pub mod history;
+pub mod powerfs;
 
 pub use checker::Verdict;
 pub use error::Error;
