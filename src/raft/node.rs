@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{watch, Mutex};
 use tonic::transport::Channel;
@@ -118,7 +119,9 @@ impl Node {
     pub async fn start(config: &Config, addr: NodeAddr) -> anyhow::Result<Arc<Node>> {
         config.validate().map_err(anyhow::Error::msg)?;
         let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
-        let disk = Disk::open(&config.data_dir)?;
+        let dir = config.data_dir.display();
+        let disk = Disk::open(&config.data_dir)
+            .with_context(|| format!("opening the state database in {dir}/sled"))?;
         let growth = Arc::new(LogGrowth::default());
         let floor = SnapshotFloor::default();
         let log_store = LogStore::open(
@@ -126,8 +129,10 @@ impl Node {
             growth.clone(),
             floor.clone(),
             config.unsafe_ack_before_fsync,
-        )?;
-        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor)?;
+        )
+        .with_context(|| format!("opening the Raft log in {dir}/raft-log"))?;
+        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor)
+            .with_context(|| format!("opening the state machine in {dir}"))?;
         let store = state_machine.store().clone();
         let chunks = state_machine.chunks().clone();
         let queue_activity = state_machine.queue_activity();
