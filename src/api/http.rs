@@ -34,6 +34,7 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "id": s.id, "role": s.role, "term": s.term, "leader": s.leader_id,
         "last_log_index": s.last_log_index, "applied_index": s.applied_index,
         "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
+        "chunks_missing": s.chunks_missing,
         "grpc_addr": s.grpc_addr, "http_addr": s.http_addr, "members": members,
     }))
 }

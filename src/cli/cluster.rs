@@ -87,6 +87,7 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
                     "last_log_index": s.as_ref().map(|s| s.last_log_index),
                     "applied_index": s.as_ref().map(|s| s.applied_index),
                     "snapshot_index": s.as_ref().map(|s| s.snapshot_index),
+                    "chunks_missing": s.as_ref().map(|s| s.chunks_missing),
                     "reachable": s.is_some(),
                 })
             })
