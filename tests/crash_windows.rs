@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn::client::{PutObjectOptions, ReadConsistency};
 use cairn::crash_point::names;
-use common::{eventually, TestCluster, TestNode};
+use common::{content, eventually, TestCluster, TestNode};
 
 const WAIT: Duration = Duration::from_secs(30);
 const MIB: usize = 1024 * 1024;
@@ -27,15 +27,6 @@ const SMALL_SNAPSHOTS: [&str; 4] = [
     "--snapshot-log-entries-kept",
     "5",
 ];
-
-fn content(seed: &str, len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(seed.as_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
 
 fn chunk_files(data_dir: &Path) -> usize {
     let Ok(shards) = std::fs::read_dir(data_dir.join("chunks")) else {

@@ -14,20 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::client::{Client, ListObjectsOptions, PutObjectOptions};
-use common::{eventually, TestCluster};
+use common::{content, eventually, TestCluster};
 
 const ELECTION_WAIT: Duration = Duration::from_secs(30);
 const MIB: usize = 1024 * 1024;
-
-/// Deterministic incompressible bytes.
-fn content(seed: &str, len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(seed.as_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
 
 /// Log text without terminal colour codes.
 fn strip_ansi(text: &str) -> String {

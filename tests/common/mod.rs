@@ -348,3 +348,13 @@ impl TestNode {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 }
+
+/// Deterministic incompressible bytes.
+pub fn content(seed: &str, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(seed.as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
