@@ -255,8 +255,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(meta).await
     }
 
+    /// The saved vote, always as *not committed*. openraft (0.9, `Engine::startup`)
+    /// restores a node whose saved vote is its own committed one as leader at once,
+    /// with its commit index taken from the state machine — which, after a power
+    /// cut, may be behind entries the cluster committed and acknowledged. Such a
+    /// leader served linearizable reads from that older state (the chaos suite's
+    /// `power` fault on all nodes found it). Read back as uncommitted, the vote
+    /// still forbids voting for anyone else in its term, but the node must win an
+    /// election in a new term, whose first entry commits everything before it.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.meta().vote)
+        Ok(self.meta().vote.map(|vote| Vote {
+            committed: false,
+            ..vote
+        }))
     }
 
     async fn append<I>(
