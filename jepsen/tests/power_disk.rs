@@ -12,26 +12,15 @@
 //! Needs root and /dev/fuse; without them each test prints a loud SKIPPED banner
 //! (under CI it fails instead).
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
 
 use cairn::chunkstore::ChunkStore;
 use cairn::disk::Disk;
 use cairn::raft::wal::{self, Wal};
-use cairn_jepsen::powerfs::{self, CutMode, PowerFs, PowerOptions};
-
-fn can_run(test: &str) -> bool {
-    let Err(reason) = powerfs::probe_detail() else {
-        return true;
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: powerfs cannot mount under CI: {reason}");
-    }
-    let bar = "!".repeat(78);
-    let banner = format!("\n{bar}\nSKIPPED {test}: {reason}\n{bar}\n");
-    let _ = std::io::stderr().write_all(banner.as_bytes());
-    false
-}
+use cairn_jepsen::powerfs::{CutMode, PowerFs, PowerOptions};
+use common::powerfs_can_run;
 
 /// A powerfs mounted on a fresh directory; unmounted and removed when dropped.
 struct Mount {
@@ -82,7 +71,7 @@ fn append_synced(wal: &mut Wal, first: u64, payloads: &[Vec<u8>]) {
 #[test]
 fn a_fresh_nodes_log_and_vote_survive_a_power_cut() {
     let test = "a_fresh_nodes_log_and_vote_survive_a_power_cut";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let mount = Mount::new("log");
@@ -107,7 +96,7 @@ fn a_fresh_nodes_log_and_vote_survive_a_power_cut() {
 #[test]
 fn a_torn_unsynced_batch_never_stops_the_log_from_opening() {
     let test = "a_torn_unsynced_batch_never_stops_the_log_from_opening";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let mount = Mount::new("torn");
@@ -139,7 +128,7 @@ fn a_torn_unsynced_batch_never_stops_the_log_from_opening() {
 #[test]
 fn chunk_files_in_new_shard_directories_survive_a_power_cut() {
     let test = "chunk_files_in_new_shard_directories_survive_a_power_cut";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let mount = Mount::new("chunks");
@@ -166,7 +155,7 @@ fn chunk_files_in_new_shard_directories_survive_a_power_cut() {
 #[test]
 fn the_state_machine_database_survives_a_power_cut_after_a_sync() {
     let test = "the_state_machine_database_survives_a_power_cut_after_a_sync";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let mount = Mount::new("sled");

@@ -5,31 +5,16 @@
 //! Needs root and /dev/fuse; without them each test prints a loud SKIPPED banner and
 //! returns (under CI, where the machine runs as root, it fails instead).
 
+mod common;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_jepsen::powerfs::{self, CutMode, PowerFs, PowerOptions};
-
-/// True if powerfs can mount here; otherwise prints a banner that cannot be missed.
-fn can_run(test: &str) -> bool {
-    let Err(reason) = powerfs::probe_detail() else {
-        return true;
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: powerfs cannot mount under CI: {reason}");
-    }
-    let bar = "!".repeat(78);
-    let banner = format!(
-        "\n{bar}\nSKIPPED {test}: {reason}\nThe powerfs tests need root and /dev/fuse.\n{bar}\n"
-    );
-    // Written to the stderr handle, not with eprintln!, which the test harness would
-    // capture and hide for a passing test.
-    let _ = io::stderr().write_all(banner.as_bytes());
-    false
-}
+use cairn_jepsen::powerfs::{CutMode, CutReport, PowerFs, PowerOptions};
+use common::powerfs_can_run;
 
 /// The mount point of one test; removed (once unmounted) when dropped.
 struct Scratch(PathBuf);
@@ -83,7 +68,7 @@ fn is_eio<T: std::fmt::Debug>(result: io::Result<T>) -> bool {
     }
 }
 
-fn power_cut(fs: &PowerFs, mode: CutMode) -> powerfs::CutReport {
+fn power_cut(fs: &PowerFs, mode: CutMode) -> CutReport {
     fs.freeze();
     let report = fs.cut(mode);
     fs.thaw();
@@ -99,7 +84,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn exactly_the_synced_state_survives_a_cut() {
     let test = "exactly_the_synced_state_survives_a_cut";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions::default());
@@ -158,7 +143,7 @@ fn exactly_the_synced_state_survives_a_cut() {
 #[test]
 fn sled_like_write_rename_fsync_survives() {
     let test = "sled_like_write_rename_fsync_survives";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions::default());
@@ -191,7 +176,7 @@ fn sled_like_write_rename_fsync_survives() {
 #[test]
 fn an_append_log_comes_back_at_its_synced_length() {
     let test = "an_append_log_comes_back_at_its_synced_length";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions::default());
@@ -225,7 +210,7 @@ fn an_append_log_comes_back_at_its_synced_length() {
 #[test]
 fn o_append_records_with_fdatasync_every_tenth_come_back_in_tens() {
     let test = "o_append_records_with_fdatasync_every_tenth_come_back_in_tens";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     const RECORD: usize = 37;
@@ -280,7 +265,7 @@ fn o_append_records_with_fdatasync_every_tenth_come_back_in_tens() {
 #[test]
 fn a_torn_cut_keeps_some_pages_and_zeroes_the_others() {
     let test = "a_torn_cut_keeps_some_pages_and_zeroes_the_others";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions::default());
@@ -309,7 +294,7 @@ fn a_torn_cut_keeps_some_pages_and_zeroes_the_others() {
 #[test]
 fn posix_basics_on_the_mount() {
     let test = "posix_basics_on_the_mount";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions { bytes_max: 1 << 20 });
@@ -384,7 +369,7 @@ fn is_mounted(path: &Path) -> bool {
 #[test]
 fn a_busy_mount_unmounts_lazily() {
     let test = "a_busy_mount_unmounts_lazily";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let (scratch, fs) = mount(test, PowerOptions::default());
@@ -407,7 +392,7 @@ fn a_busy_mount_unmounts_lazily() {
 #[test]
 fn a_process_in_a_network_namespace_uses_the_mount() {
     let test = "a_process_in_a_network_namespace_uses_the_mount";
-    if !can_run(test) {
+    if !powerfs_can_run(test) {
         return;
     }
     let namespace = format!("powerfs-{}", std::process::id());

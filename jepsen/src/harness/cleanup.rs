@@ -1,6 +1,7 @@
 //! Nothing a run creates may outlive it: node processes, network namespaces, the
-//! bridge, the host's FORWARD rule and tmpfs mounts (`disk-full`) are registered here
-//! as they are made, and [`cleanup_all`] undoes whatever is still registered.
+//! bridge, the host's FORWARD rule, tmpfs mounts (`disk-full`) and powerfs mounts
+//! (`power`) are registered here as they are made, and [`cleanup_all`] undoes
+//! whatever is still registered.
 //!
 //! The normal path tears everything down in order and unregisters it as it goes, so
 //! the final [`CleanupGuard`] finds nothing left. On a panic the guard's `Drop` runs
@@ -20,7 +21,8 @@ struct Registry {
     bridges: Vec<String>,
     /// Bridges for which `iptables -I FORWARD -i BR -o BR -j ACCEPT` was added.
     forward_rules: Vec<String>,
-    /// tmpfs mount points (the `disk-full` node's data directory).
+    /// tmpfs mount points (the `disk-full` node's data directory) and powerfs mount
+    /// points (`power`: every node's `n<i>/disk`).
     mounts: Vec<String>,
 }
 
@@ -103,6 +105,13 @@ pub fn unmount(path: &str) -> Result<(), String> {
     exec::run("umount", &[path])
         .or_else(|_| exec::run("umount", &["-l", path]))
         .map(drop)
+}
+
+/// Unregisters `path` without unmounting it; whether it was registered. The owner of
+/// a powerfs ([`super::power::PowerDisk`]) takes the entry this way and unmounts the
+/// mount itself.
+pub fn forget_mount(path: &str) -> bool {
+    take(&mut registry().mounts, path)
 }
 
 /// Removes `name` from `list`; whether it was there. Whoever takes an item deletes

@@ -1,8 +1,10 @@
 //! The cluster under test: the nodes' specs, their processes, and the operations the
 //! nemesis and the orchestrator need (kill, restart, pause, resume, leader lookup,
-//! graceful stop). Exits the nemesis did not cause are remembered as crashes; exits
-//! the nemesis allowed (a node that stops on ENOSPC during `disk-full`) are remembered
-//! as expected exits.
+//! graceful stop), and the `power` fault's powerfs mounts (one per host, held here for
+//! the run and unmounted after the nodes stopped, or when the cluster is dropped).
+//! Exits the nemesis did not cause are remembered as crashes; exits the nemesis
+//! allowed (a node that stops on ENOSPC during `disk-full`) are remembered as
+//! expected exits.
 //!
 //! A [`NodeId`] here is a *host*: a namespace, an address and a log file. Its cairn
 //! node id (the Raft id) is the host's number until the `member` fault replaces the
@@ -19,6 +21,7 @@ use cairn::proto::v1::NodeStatus;
 
 use super::grudge::NodeId;
 use super::node::{NodeProcess, NodeSpec};
+use super::power::PowerDisk;
 
 /// Deadline of one status call (a paused node never answers).
 const STATUS_TIMEOUT_MS: u64 = 1_000;
@@ -57,6 +60,9 @@ pub struct Cluster {
     next_raft_id: std::sync::atomic::AtomicU64,
     /// The host whose data directory is a tmpfs (`disk-full`), if any.
     disk_full_host: Mutex<Option<NodeId>>,
+    /// Every host's powerfs (`power`), empty without that fault. A field, so it is
+    /// dropped (unmounted) after [`Drop`] killed the processes.
+    power_disks: Mutex<Vec<PowerDisk>>,
 }
 
 impl Cluster {
@@ -77,6 +83,7 @@ impl Cluster {
             expected_exits: Mutex::new(Vec::new()),
             next_raft_id: next_raft_id.into(),
             disk_full_host: Mutex::new(None),
+            power_disks: Mutex::new(Vec::new()),
         }
     }
 
@@ -137,6 +144,21 @@ impl Cluster {
     pub fn kill(&self, id: NodeId) -> bool {
         let process = self.slots()[usize::from(id) - 1].process.take();
         process.map(NodeProcess::kill).is_some()
+    }
+
+    /// SIGKILLs node `id` without resuming it first (a paused node dies paused) and
+    /// reaps it; false if it was not running.
+    pub fn kill_stopped(&self, id: NodeId) -> bool {
+        let process = self.slots()[usize::from(id) - 1].process.take();
+        process.map(NodeProcess::kill_stopped).is_some()
+    }
+
+    /// The PID of node `id`'s server, if it runs.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.slots()[usize::from(id) - 1]
+            .process
+            .as_ref()
+            .map(NodeProcess::pid)
     }
 
     pub fn pause(&self, id: NodeId) -> bool {
@@ -255,6 +277,41 @@ impl Cluster {
 
     pub fn disk_full_host(&self) -> Option<NodeId> {
         *self.disk_full_host.lock().expect("lock is never poisoned")
+    }
+
+    /// Hands the cluster its powerfs mounts (`power`), one per host.
+    pub fn set_power_disks(&self, disks: Vec<PowerDisk>) {
+        *self.power_disks.lock().expect("lock is never poisoned") = disks;
+    }
+
+    /// Whether the hosts' data directories are on powerfs.
+    pub fn has_power_disks(&self) -> bool {
+        !self
+            .power_disks
+            .lock()
+            .expect("lock is never poisoned")
+            .is_empty()
+    }
+
+    /// Runs `f` on host `id`'s powerfs, if it has one.
+    pub fn with_power_disk<T>(&self, id: NodeId, f: impl FnOnce(&PowerDisk) -> T) -> Option<T> {
+        let disks = self.power_disks.lock().expect("lock is never poisoned");
+        disks.iter().find(|disk| disk.node == id).map(f)
+    }
+
+    /// Copies every host's powerfs to `disk-final/` beside it; a note per copy.
+    pub fn copy_power_disks(&self) -> Vec<String> {
+        let disks = self.power_disks.lock().expect("lock is never poisoned");
+        disks.iter().map(PowerDisk::keep_copy).collect()
+    }
+
+    /// Unmounts every powerfs (after the nodes stopped); the failures.
+    pub fn unmount_power_disks(&self) -> Vec<String> {
+        let disks = std::mem::take(&mut *self.power_disks.lock().expect("lock is never poisoned"));
+        disks
+            .into_iter()
+            .filter_map(|mut disk| disk.unmount().err())
+            .collect()
     }
 
     pub fn crashes(&self) -> Vec<Crash> {

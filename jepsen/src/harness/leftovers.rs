@@ -5,6 +5,9 @@
 //! it keep a dead run's leftovers, never delete a live run's). Every run does this
 //! first, and `cairn-jepsen clean` does it on demand. Node processes need no owner
 //! file: they get SIGKILL when the harness dies (`PR_SET_PDEATHSIG`, see `node.rs`).
+//! A dead harness's powerfs mounts (`power`) need none either: a powerfs whose
+//! serving process is gone answers ENOTCONN, and every such mount is unmounted lazily
+//! ([`super::power::unmount_disconnected`]).
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +43,7 @@ fn is_alive(pid: u32) -> bool {
 /// Removes what dead runs left behind; returns a line per run cleaned or failure.
 pub fn clean_dead_runs() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(OWNER_DIR) else {
-        return Vec::new();
+        return super::power::unmount_disconnected();
     };
     let mut report = Vec::new();
     for entry in entries.flatten() {
@@ -58,6 +61,7 @@ pub fn clean_dead_runs() -> Vec<String> {
             report.extend(failures.into_iter().map(|f| format!("run {run_id}: {f}")));
         }
     }
+    report.extend(super::power::unmount_disconnected());
     report
 }
 

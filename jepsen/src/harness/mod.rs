@@ -10,8 +10,8 @@
 //!   [`node`] (one server process), [`cluster`] (all of them, leader lookup).
 //! - Clients: [`client`] (logical processes, outcomes, pacing, follow-ups),
 //!   [`workload`] with [`register`], [`object`], [`set`] and [`queue`].
-//! - Faults: [`nemesis`], with [`faults`] (loss shapes, tmpfs for disk-full, probes)
-//!   and [`member`] (membership changes).
+//! - Faults: [`nemesis`], with [`faults`] (loss shapes, tmpfs for disk-full, probes),
+//!   [`member`] (membership changes) and [`power`] (powerfs mounts for power cuts).
 //! - History and output: [`recorder`] (JSONL), [`checks`] with [`queue_checks`],
 //!   [`spans`], [`plots`] (gnuplot), [`timeline`] (HTML), [`store`] (run directories).
 //! - Safety: [`cleanup`] (registry undone on every exit path), [`leftovers`] (what
@@ -32,6 +32,7 @@ pub mod node;
 pub mod object;
 pub mod options;
 pub mod plots;
+pub mod power;
 pub mod probe;
 pub mod queue;
 pub mod queue_checks;

@@ -18,6 +18,13 @@
 //! - `disk-full`: fill the tmpfs data directory of the disk-full node until ENOSPC;
 //!   the stop deletes the filler and restarts the node (same data) if it exited. Its
 //!   exit meanwhile is expected, recorded as `expected-exit`, not as a crash.
+//! - `power`: a power cut on one node (the leader half the time), a random minority
+//!   or every node, the scope picked from `--power-scope`. Every node's data
+//!   directory is on a powerfs (see [`super::power`]): SIGSTOP the chosen nodes and
+//!   wait until they stopped, freeze their mounts, SIGKILL them, cut the mounts back
+//!   to what was fsynced (`--power-cut`: `torn`, seeded from the run seed and the
+//!   cut's number, or `drop-all`), thaw; the stop restarts them on the same data. A
+//!   node that then fails to start exits, and that is a crash like any other.
 
 use std::fs::File;
 use std::io::Write;
@@ -35,8 +42,10 @@ use super::faults;
 use super::grudge::{self, Grudge, NodeId};
 use super::member::{self, Removal};
 use super::net::Network;
-use super::options::FaultFamily;
+use super::options::{FaultFamily, PowerCut, PowerScope};
+use super::power;
 use super::recorder::Recorder;
+use crate::powerfs::CutMode;
 
 /// Largest clock shift, in seconds (Jepsen's bumps reach about 290 s).
 const CLOCK_SHIFT_SECS_MAX: i64 = 300;
@@ -50,6 +59,7 @@ enum Active {
     Lossy,
     Removed(Removal),
     DiskFull(NodeId),
+    PowerCut(Vec<NodeId>),
 }
 
 /// Why a disk-full node's exit is no crash.
@@ -65,6 +75,13 @@ pub struct Nemesis {
     /// Per-node libfaketime offset files, by node id - 1 (clock fault only).
     pub clock_files: Vec<PathBuf>,
     pub log: File,
+    /// The run's seed (torn power cuts derive theirs from it).
+    pub seed: u64,
+    /// `power`: the scopes a cut picks from, and what it keeps.
+    pub power_scopes: Vec<PowerScope>,
+    pub power_cut: PowerCut,
+    /// Power cuts so far (numbers them for their seeds).
+    pub power_cuts: u64,
 }
 
 impl Nemesis {
@@ -93,6 +110,10 @@ impl Nemesis {
         let healed = tokio::task::spawn_blocking(move || network.heal()).await;
         let network_result = healed.unwrap_or_else(|e| Err(e.to_string()));
         let disk_result = self.unfill_disk();
+        // A power cut never leaves a mount frozen; thawing again costs nothing.
+        for id in self.cluster.ids() {
+            self.cluster.with_power_disk(id, power::PowerDisk::thaw);
+        }
         let cluster_result = self.cluster.heal();
         if self.families.contains(&FaultFamily::Member) {
             let joins = member::finish_joins(&self.cluster).await;
@@ -131,6 +152,9 @@ impl Nemesis {
 
     async fn start_fault(&mut self) -> Option<Active> {
         let family = *self.families.choose(&mut self.rng)?;
+        // A node that exited since the last look is a crash; a fault that kills it
+        // now would reap it and hide the exit.
+        self.note_crashes();
         match family {
             FaultFamily::Kill => {
                 let (node, target) = self.pick_target().await;
@@ -155,6 +179,7 @@ impl Nemesis {
             FaultFamily::Loss => self.start_loss().await,
             FaultFamily::Member => self.start_member().await,
             FaultFamily::DiskFull => self.start_disk_full().await,
+            FaultFamily::Power => self.start_power().await,
         }
     }
 
@@ -193,6 +218,19 @@ impl Nemesis {
                 self.event("stop-member", joined);
             }
             Active::DiskFull(node) => self.stop_disk_full(node).await,
+            Active::PowerCut(nodes) => {
+                let restarts: Vec<Value> = nodes
+                    .iter()
+                    .map(|&node| {
+                        let started = self.cluster.start(node);
+                        json!({ "node": node, "restart": result_value(started) })
+                    })
+                    .collect();
+                self.event(
+                    "stop-power",
+                    json!({ "nodes": nodes, "restarts": restarts }),
+                );
+            }
         }
     }
 
@@ -345,6 +383,94 @@ impl Nemesis {
         let unfilled = faults::unfill(&self.cluster.current_spec(node).data_dir);
         self.cluster.expect_exit(node, None);
         unfilled
+    }
+
+    /// A power cut on the nodes of a scope drawn from `--power-scope`: stop them, wait
+    /// until every thread stopped, freeze their mounts, SIGKILL them, cut, thaw.
+    async fn start_power(&mut self) -> Option<Active> {
+        if !self.cluster.has_power_disks() {
+            self.event("skip-power", json!({ "reason": "no powerfs mounts" }));
+            return None;
+        }
+        let scope = self
+            .power_scopes
+            .choose(&mut self.rng)
+            .copied()
+            .unwrap_or(PowerScope::All);
+        let ids = self.cluster.ids();
+        let (nodes, target) = match scope {
+            PowerScope::One => {
+                let (node, target) = self.pick_target().await;
+                (vec![node], target)
+            }
+            PowerScope::Minority => (power::minority(&mut self.rng, &ids), "random"),
+            PowerScope::All => (ids, "all"),
+        };
+        self.power_cuts += 1;
+        let cut_number = self.power_cuts;
+        // 1. The instant of the cut: no chosen node runs another instruction.
+        let mut running = Vec::new();
+        for &node in &nodes {
+            running.push(self.cluster.pause(node));
+        }
+        let mut stopped = Vec::new();
+        for &node in &nodes {
+            let pid = self.cluster.pid(node);
+            stopped.push(match pid {
+                Some(pid) => power::wait_stopped(pid).await,
+                None => true,
+            });
+        }
+        // 2. Nothing more reaches the disks; 3. the nodes die where they stand.
+        for &node in &nodes {
+            self.cluster.with_power_disk(node, power::PowerDisk::freeze);
+        }
+        let killed: Vec<bool> = nodes
+            .iter()
+            .map(|&node| self.cluster.kill_stopped(node))
+            .collect();
+        // 4. The disks lose what was not durable; 5. power is back.
+        let mut cuts = Vec::new();
+        for (index, &node) in nodes.iter().enumerate() {
+            let seed = power::cut_seed(self.seed, cut_number, node);
+            let mode = match self.power_cut {
+                PowerCut::DropAll => CutMode::DropAll,
+                PowerCut::Torn => CutMode::Torn { seed },
+            };
+            let outcome = self.cluster.with_power_disk(node, |disk| {
+                let before = disk.stats();
+                let report = disk.cut(mode);
+                disk.thaw();
+                (before, report)
+            });
+            let mut value = json!({
+                "node": node,
+                "running": running[index],
+                "stopped": stopped[index],
+                "killed": killed[index],
+            });
+            if let (Value::Object(map), Some((Some(before), Some(report)))) = (&mut value, outcome)
+            {
+                if self.power_cut == PowerCut::Torn {
+                    map.insert("seed".into(), json!(seed));
+                }
+                map.insert("unsynced".into(), power::stats_value(&before));
+                if let Value::Object(fields) = power::report_value(&report) {
+                    map.extend(fields);
+                }
+            }
+            cuts.push(value);
+        }
+        let value = json!({
+            "scope": scope.name(),
+            "target": target,
+            "mode": self.power_cut.name(),
+            "cut": cut_number,
+            "nodes": nodes,
+            "cuts": cuts,
+        });
+        self.event("start-power", value);
+        Some(Active::PowerCut(nodes))
     }
 
     fn write_clock(&self, node: NodeId, shift_secs: i64) -> Result<(), String> {

@@ -112,6 +112,15 @@ impl NodeProcess {
         status
     }
 
+    /// SIGKILL without a SIGCONT first, and reap: a SIGSTOPped process dies without
+    /// running another instruction (the `power` fault's cut).
+    pub fn kill_stopped(mut self) -> Option<ExitStatus> {
+        exec::signal(self.pid, libc::SIGKILL);
+        let status = self.child.wait().ok();
+        cleanup::remove_pid(self.pid);
+        status
+    }
+
     /// Asks for a graceful shutdown: SIGCONT (a paused process cannot handle
     /// signals), then SIGTERM. Poll [`NodeProcess::exited`] afterwards.
     pub fn terminate(&self) {

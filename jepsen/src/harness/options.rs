@@ -74,6 +74,10 @@ pub enum FaultFamily {
     Member,
     /// Fill a minority node's tmpfs data dir until ENOSPC; delete the filler at stop.
     DiskFull,
+    /// Power cut on one node, a minority or all nodes (`--power-scope`): every node's
+    /// data dir is on a powerfs; stop, freeze, SIGKILL, drop what was not fsynced
+    /// (`--power-cut`), restart on the same data at the stop step.
+    Power,
 }
 
 impl FaultFamily {
@@ -86,6 +90,50 @@ impl FaultFamily {
             FaultFamily::Loss => "loss",
             FaultFamily::Member => "member",
             FaultFamily::DiskFull => "disk-full",
+            FaultFamily::Power => "power",
+        }
+    }
+}
+
+/// Which nodes one `power` fault cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerScope {
+    /// One node: the leader half the time (if there is one), else a random node.
+    One,
+    /// A random minority: (n - 1) / 2 nodes, at least one.
+    Minority,
+    /// Every node at once.
+    All,
+}
+
+impl PowerScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerScope::One => "one",
+            PowerScope::Minority => "minority",
+            PowerScope::All => "all",
+        }
+    }
+}
+
+/// What a `power` fault's cut keeps of the data that was not fsynced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerCut {
+    /// Everything not fsynced is lost (pages, sizes, directory entries).
+    DropAll,
+    /// Each unsynced page and directory entry survives with probability 1/2, each
+    /// dirty file keeps its old or its new size (seeded by the run seed and the cut).
+    #[default]
+    Torn,
+}
+
+impl PowerCut {
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerCut::DropAll => "drop-all",
+            PowerCut::Torn => "torn",
         }
     }
 }
@@ -98,8 +146,10 @@ pub struct RunOptions {
     /// Queue workload only: consumers lease and ack (`lease`) or pop (`pop`).
     #[arg(long, value_enum, default_value_t = QueueMode::Lease)]
     pub queue_mode: QueueMode,
-    /// Fault families, comma-separated (kill,pause,partition,clock,loss,member,disk-full);
-    /// none = no faults.
+    /// Fault families, comma-separated
+    /// (kill,pause,partition,clock,loss,member,disk-full,power); none = no faults.
+    /// `power` cannot be combined with `disk-full` (both own the data directory's file
+    /// system).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<FaultFamily>,
     /// Cluster size.
@@ -130,6 +180,25 @@ pub struct RunOptions {
     /// double (stale reads), to show the checker catches them.
     #[arg(long)]
     pub unsafe_local_reads: bool,
+    /// `power` only: the scopes a power cut picks from, comma-separated (one,
+    /// minority, all).
+    #[arg(long, value_enum, value_delimiter = ',',
+          default_values_t = [PowerScope::One, PowerScope::Minority, PowerScope::All])]
+    pub power_scope: Vec<PowerScope>,
+    /// `power` only: what a cut keeps of unsynced data: `torn` (a random half, seeded)
+    /// or `drop-all` (nothing).
+    #[arg(long, value_enum, default_value_t = PowerCut::Torn)]
+    pub power_cut: PowerCut,
+    /// `power` only: before the powerfs mounts go away at the end of the run (their
+    /// content lives in the harness's memory), copy each node's `n<i>/disk/` to
+    /// `n<i>/disk-final/` for a post-mortem (sparse files come out dense).
+    #[arg(long)]
+    pub power_keep_data: bool,
+    /// Start every node with the hidden `--unsafe-ack-before-fsync` test double (the
+    /// Raft log acknowledges appends before they are durable), to show the `power`
+    /// fault catches lost acknowledged writes.
+    #[arg(long)]
+    pub unsafe_ack_before_fsync: bool,
     /// Wall-clock budget for the linearizability check.
     #[arg(long, default_value_t = 60)]
     pub check_time_limit_secs: u64,
@@ -152,6 +221,15 @@ impl RunOptions {
             (WorkloadKind::Queue, QueueMode::Pop) => "queue-pop".to_string(),
             (workload, _) => workload.name().to_string(),
         }
+    }
+
+    /// `one,all` style name of the power scopes (sorted, deduplicated).
+    pub fn power_scope_name(&self) -> String {
+        let mut scopes = self.power_scope.clone();
+        scopes.sort_unstable_by_key(|scope| *scope as u8);
+        scopes.dedup();
+        let names: Vec<&str> = scopes.iter().map(|scope| scope.name()).collect();
+        names.join(",")
     }
 
     /// `kill,pause` style name of the fault mix, `none` without faults.

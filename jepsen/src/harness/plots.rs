@@ -105,7 +105,7 @@ fn write_series(
     Ok(clauses.join(", \\\n  "))
 }
 
-const LEGEND_NOTE: &str = "bands: kill red, pause blue, partition yellow, clock purple, loss green, member orange, disk-full grey";
+const LEGEND_NOTE: &str = "bands: kill red, pause blue, partition yellow, clock purple, loss green, member orange, disk-full grey, power teal";
 
 fn latency_script(data_dir: &Path, ops: &[OpSpan], faults: &[FaultSpan]) -> Result<String, String> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();

@@ -1,6 +1,6 @@
 //! What this machine can do, checked before a run: root, network namespaces,
 //! iptables (and its `statistic` match, for `loss`), tmpfs mounts (for `disk-full`),
-//! libfaketime, gnuplot. The run needs the first three-ish (namespaces for
+//! a powerfs mount (for `power`: root and /dev/fuse), libfaketime, gnuplot. The run needs the first three-ish (namespaces for
 //! the cluster at all, iptables for the bridge's FORWARD rule and for partitions);
 //! a fault family the machine cannot do is skipped with a note instead of failing.
 
@@ -29,6 +29,10 @@ pub struct Capabilities {
     pub iptables_statistic: bool,
     /// A tmpfs can be mounted and unmounted (`disk-full`).
     pub tmpfs: bool,
+    /// A scratch powerfs mounts, serves a write and a read, and unmounts (`power`).
+    pub powerfs: bool,
+    /// Why it did not, if it did not.
+    pub powerfs_error: Option<String>,
     pub faketime_library: Option<PathBuf>,
     pub gnuplot: bool,
 }
@@ -49,12 +53,15 @@ impl Capabilities {
                 "iptables",
                 &["-w", exec::XTABLES_WAIT_SECS, "-n", "-L", "FORWARD"],
             );
+        let powerfs = crate::powerfs::probe_detail();
         Capabilities {
             root,
             netns: exec::succeeds("ip", &["netns", "list"]),
             iptables,
             iptables_statistic: iptables && super::faults::probe_statistic_match(),
             tmpfs: root && super::faults::probe_tmpfs(),
+            powerfs: powerfs.is_ok(),
+            powerfs_error: powerfs.err(),
             faketime_library: FAKETIME_LIBRARIES
                 .iter()
                 .map(PathBuf::from)
@@ -84,20 +91,25 @@ impl Capabilities {
         for &fault in wanted {
             let missing = match fault {
                 FaultFamily::Clock if self.faketime_library.is_none() => {
-                    Some("libfaketime is not installed (apt-get install faketime)")
+                    Some("libfaketime is not installed (apt-get install faketime)".to_string())
                 }
-                FaultFamily::Partition if !self.iptables => Some("iptables does not work"),
+                FaultFamily::Partition if !self.iptables => {
+                    Some("iptables does not work".to_string())
+                }
                 FaultFamily::Loss if !self.iptables_statistic => {
-                    Some("iptables' `statistic` match does not work (no xt_statistic)")
+                    Some("iptables' `statistic` match does not work (no xt_statistic)".to_string())
                 }
-                FaultFamily::DiskFull if !self.tmpfs => Some("cannot mount a tmpfs (not root?)"),
+                FaultFamily::DiskFull if !self.tmpfs => {
+                    Some("cannot mount a tmpfs (not root?)".to_string())
+                }
+                FaultFamily::Power if !self.powerfs => Some(format!(
+                    "cannot mount a powerfs (needs root and /dev/fuse): {}",
+                    self.powerfs_error.as_deref().unwrap_or("probe failed")
+                )),
                 _ => None,
             };
             match missing {
-                Some(reason) => skipped.push(SkippedFault {
-                    fault,
-                    reason: reason.to_string(),
-                }),
+                Some(reason) => skipped.push(SkippedFault { fault, reason }),
                 None if !usable.contains(&fault) => usable.push(fault),
                 None => {}
             }
@@ -117,6 +129,8 @@ mod tests {
             iptables,
             iptables_statistic: iptables,
             tmpfs: false,
+            powerfs: false,
+            powerfs_error: Some("no /dev/fuse".into()),
             faketime_library: faketime.then(|| PathBuf::from("/lib/libfaketime.so.1")),
             gnuplot: false,
         }
@@ -143,6 +157,21 @@ mod tests {
         assert_eq!(usable, [FaultFamily::Member]);
         let faults: Vec<FaultFamily> = skipped.iter().map(|s| s.fault).collect();
         assert_eq!(faults, [FaultFamily::Loss, FaultFamily::DiskFull]);
+    }
+
+    #[test]
+    fn power_needs_a_powerfs_mount_and_says_why_not() {
+        let (usable, skipped) =
+            machine(true, true).usable_faults(&[FaultFamily::Power, FaultFamily::Kill]);
+        assert_eq!(usable, [FaultFamily::Kill]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].fault, FaultFamily::Power);
+        assert!(skipped[0].reason.contains("powerfs"));
+        assert!(skipped[0].reason.contains("no /dev/fuse"));
+        let mut able = machine(true, true);
+        able.powerfs = true;
+        let (usable, skipped) = able.usable_faults(&[FaultFamily::Power]);
+        assert_eq!((usable, skipped.len()), (vec![FaultFamily::Power], 0));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use super::checks::{op_counts, run_checkers, verdict_value, CheckerResult, RunFacts};
 use super::cluster::Crash;
 use super::grudge::NodeId;
-use super::options::WorkloadKind;
+use super::options::{FaultFamily, WorkloadKind};
 use super::recorder::{Entry, EntryType};
 use super::run::Prepared;
 use super::{plots, spans, timeline};
@@ -108,6 +108,10 @@ fn results_json(
         "nodes": prepared.options.nodes,
         "seed": prepared.seed,
         "unsafe_local_reads": prepared.options.unsafe_local_reads,
+        "unsafe_ack_before_fsync": prepared.options.unsafe_ack_before_fsync,
+        "power_scope": power_run(prepared).then(|| prepared.options.power_scope_name()),
+        "power_cut": power_run(prepared).then_some(prepared.options.power_cut),
+        "power": power_run(prepared).then(|| super::power::summarize(&summary.entries)),
         "subnet": summary.subnet,
         "duration_secs": summary.duration.as_secs_f64(),
         "history_events": summary.entries.len(),
@@ -116,6 +120,10 @@ fn results_json(
         "checkers": by_name,
         "notes": notes,
     })
+}
+
+fn power_run(prepared: &Prepared) -> bool {
+    prepared.faults.contains(&FaultFamily::Power)
 }
 
 fn print_summary(
@@ -134,6 +142,22 @@ fn print_summary(
     for (f, counts) in op_counts(&summary.entries) {
         let parts: Vec<String> = counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
         println!("  {f}: {}", parts.join(", "));
+    }
+    if power_run(prepared) {
+        let power = super::power::summarize(&summary.entries);
+        println!(
+            "  power ({} cut, scopes {}): {} cuts ({} node cuts) dropped {} pages ({} bytes), \
+             {} directory entries, {} inodes; {} restarts failed",
+            prepared.options.power_cut.name(),
+            prepared.options.power_scope_name(),
+            power["cuts"],
+            power["node_cuts"],
+            power["pages_dropped"],
+            power["bytes_dropped"],
+            power["dir_entries_reverted"],
+            power["inodes_dropped"],
+            power["failed_restarts"],
+        );
     }
     for checker in checkers {
         println!("checker {}: {}", checker.name, checker.verdict);

@@ -113,6 +113,15 @@ fn prepare(options: RunOptions) -> Result<Prepared, String> {
             .unwrap_or_default()
             .as_nanos() as u64
     });
+    if options.nemesis.contains(&FaultFamily::Power)
+        && options.nemesis.contains(&FaultFamily::DiskFull)
+    {
+        return Err(
+            "faults power and disk-full cannot run together: both put the data directory \
+             on a file system of their own (powerfs, tmpfs)"
+                .into(),
+        );
+    }
     let (faults, skipped) = capabilities.usable_faults(&options.nemesis);
     for line in leftovers::clean_dead_runs() {
         println!("note: {line}");
@@ -196,6 +205,10 @@ async fn execute(prepared: &Prepared, summary: &mut RunSummary) -> Result<(), St
             "nodes {killed:?} ignored SIGTERM for {STOP_GRACE_SECS} s: SIGKILLed"
         ));
     }
+    if prepared.options.power_keep_data {
+        summary.notes.extend(cluster.copy_power_disks());
+    }
+    summary.notes.extend(cluster.unmount_power_disks());
     summary.crashes = cluster.crashes();
     for exit in cluster.expected_exits() {
         let reason = exit.expected.unwrap_or_default();
@@ -222,6 +235,10 @@ async fn drive(
     if prepared.faults.contains(&FaultFamily::DiskFull) {
         let node = super::faults::arm_disk_full(cluster, prepared.seed)?;
         println!("disk-full: node {node}'s data directory is a tmpfs");
+    }
+    if prepared.faults.contains(&FaultFamily::Power) {
+        super::power::arm(cluster)?;
+        println!("power: every node's data directory is on a powerfs (n<i>/disk)");
     }
     cluster.start_all()?;
     cluster
@@ -250,6 +267,10 @@ async fn drive(
         recorder: recorder.clone(),
         clock_files,
         log,
+        seed: prepared.seed,
+        power_scopes: prepared.options.power_scope.clone(),
+        power_cut: prepared.options.power_cut,
+        power_cuts: 0,
     };
     let nemesis_task = tokio::spawn(async move {
         nemesis.run(deadline).await;
@@ -336,13 +357,18 @@ fn node_dir(run_dir: &Path, id: u8) -> PathBuf {
 
 fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -> Vec<NodeSpec> {
     let nodes = prepared.options.nodes;
+    let power = prepared.faults.contains(&FaultFamily::Power);
     let grpc = |id: u8| format!("{}:{GRPC_PORT}", network.node_ip(id));
     let peers: Vec<String> = (1..=nodes).map(|id| format!("{id}={}", grpc(id))).collect();
     let peers = peers.join(",");
     (1..=nodes)
         .map(|id| {
             let dir = node_dir(&prepared.run_dir, id);
-            let data_dir = dir.join("data");
+            // With `power`, n<i>/disk is the node's powerfs (see `power`).
+            let data_dir = match power {
+                true => super::power::disk_dir(&dir).join("data"),
+                false => dir.join("data"),
+            };
             let mut args: Vec<String> = vec!["server".into(), "--id".into(), id.to_string()];
             args.extend(["--data-dir".into(), data_dir.display().to_string()]);
             args.extend(["--grpc-addr".into(), grpc(id)]);
@@ -354,6 +380,9 @@ fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -
             args.extend(TIMING_ARGS.iter().map(|arg| arg.to_string()));
             if prepared.options.unsafe_local_reads {
                 args.push("--unsafe-local-linearizable-reads".into());
+            }
+            if prepared.options.unsafe_ack_before_fsync {
+                args.push("--unsafe-ack-before-fsync".into());
             }
             let env = faketime_env(prepared, clock_files.get(usize::from(id) - 1));
             NodeSpec {

@@ -119,6 +119,7 @@ pub fn fault_colour(family: &str) -> &'static str {
         "loss" => "#a6f4c1",
         "member" => "#f4c1a6",
         "disk-full" => "#a0a0a0",
+        "power" => "#7fd1cc",
         _ => "#cccccc",
     }
 }

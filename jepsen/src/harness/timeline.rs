@@ -115,7 +115,7 @@ body {{ font: 11px sans-serif; }}
 <h1>{title}</h1>
 <p>{note}{px_per_ms:.3} px per ms; ok blue, info orange, fail pink, never completed grey;
 bands: kill red, pause blue, partition yellow, clock purple, loss green, member orange,
-disk-full grey. Hover for details.</p>
+disk-full grey, power teal. Hover for details.</p>
 <div class="ops">
 {body}</div></body></html>
 "#,

@@ -85,9 +85,11 @@ pub fn cairn_binary() -> PathBuf {
     };
     if stale {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        eprintln!("building cairn: {cargo} build -p cairn");
+        // The same features as the README's test command, so that cairn's own
+        // crash-point tests, sharing this binary, keep their crash points.
+        eprintln!("building cairn: {cargo} build -p cairn --features failpoints");
         let status = Command::new(cargo)
-            .args(["build", "-p", "cairn"])
+            .args(["build", "-p", "cairn", "--features", "failpoints"])
             .current_dir(&root)
             .status()
             .expect("run cargo build -p cairn");
@@ -135,4 +137,23 @@ pub fn run_harness(test: &str, args: &str) -> RunOutcome {
         verdict_line: stdout.lines().last().unwrap_or_default().to_string(),
         stdout,
     }
+}
+
+/// True if powerfs can mount here (root, /dev/fuse); otherwise prints a banner that
+/// cannot be missed. Under CI a machine that cannot mount fails the test instead.
+pub fn powerfs_can_run(test: &str) -> bool {
+    let Err(reason) = cairn_jepsen::powerfs::probe_detail() else {
+        return true;
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: powerfs cannot mount under CI: {reason}");
+    }
+    let bar = "!".repeat(78);
+    let banner = format!(
+        "\n{bar}\nSKIPPED {test}: {reason}\nThe powerfs tests need root and /dev/fuse.\n{bar}\n"
+    );
+    // Written to the stderr handle, not with eprintln!, which the test harness would
+    // capture and hide for a passing test.
+    let _ = std::io::stderr().write_all(banner.as_bytes());
+    false
 }
