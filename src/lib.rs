@@ -6,6 +6,7 @@
 //! `limits` → `state` → `raft` → `api` → `cli`; `proto` is shared; `client` (the
 //! SDK) uses only `proto`, `limits` and its own error codes.
 //! - [`limits`]: every bound, in one place.
+//! - [`clock`]: the wall clock the leader stamps on proposals.
 //! - [`config`]: a node's configuration (TOML + flags) and its validation.
 //! - [`crash_point`]: named crash points for crash-consistency tests (test builds only).
 //! - [`durable`]: durable file-system steps (directories, renames) every writer uses.
@@ -21,6 +22,7 @@ pub mod api;
 pub mod chunkstore;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod crash_point;
 pub mod disk;

@@ -77,7 +77,7 @@ impl Gateway {
             return Err(state::Error::limit("expires_s", max, expires_s, "seconds").into());
         }
         let secret = auth::presign_secret(&self.node).await?;
-        let expires_at_s = crate::raft::proposer::now_ms() / 1000 + expires_s;
+        let expires_at_s = crate::clock::now_ms() / 1000 + expires_s;
         let signature = auth::sign(&secret, method, bucket, key, expires_at_s);
         let url = format!(
             "{}{}?expires={expires_at_s}&signature={signature}",

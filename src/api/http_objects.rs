@@ -83,7 +83,7 @@ async fn authorize(
                 })?
             }
         };
-        let now_s = crate::raft::proposer::now_ms() / 1000;
+        let now_s = crate::clock::now_ms() / 1000;
         return auth::verify(&secret, (method, bucket, key), expires_s, signature, now_s).map_err(
             |e| match e {
                 PresignError::Expired | PresignError::BadSignature => {

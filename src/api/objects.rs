@@ -19,10 +19,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::error::ApiError;
 use crate::chunkstore::ChunkStore;
+use crate::clock::now_ms;
 use crate::limits::{
     CHUNK_BYTES_MAX, NODE_UPLOAD_BYTES_IN_FLIGHT_MAX, OBJECT_BYTES_MAX, UPLOAD_CHUNKS_IN_FLIGHT_MAX,
 };
-use crate::raft::proposer::now_ms;
 use crate::raft::{Consistency, Node, NodeError};
 use crate::state::chunks::{self, ChunkRef, Hash};
 use crate::state::object::{self, ObjectCommand, ObjectRecord, ObjectResponse, PutObject};

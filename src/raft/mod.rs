@@ -6,6 +6,7 @@
 //! starts and stops it all; `chunk_fetch` copies object chunks a node lacks. The API layer talks to `node` only.
 
 pub mod chunk_fetch;
+pub mod error;
 pub mod log_store;
 pub mod node;
 pub mod peer_client;
@@ -17,4 +18,5 @@ pub mod snapshot_floor;
 pub mod types;
 pub mod wal;
 
-pub use node::{Consistency, MemberInfo, Node, NodeError};
+pub use error::NodeError;
+pub use node::{Consistency, MemberInfo, Node};

@@ -16,14 +16,16 @@ use tokio::sync::{watch, Mutex};
 use tonic::transport::Channel;
 
 use super::chunk_fetch;
+use super::error::NodeError;
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
-use super::proposer::{now_ms, Committed, Proposer};
+use super::proposer::{Committed, Proposer};
 use super::read_index::{ReadIndexBatcher, ReadIndexError};
 use super::sm_adapter::StateMachine;
 use super::snapshot_floor::SnapshotFloor;
 use super::types::{NodeAddr, NodeId, Raft, RaftMetrics};
 use crate::chunkstore::ChunkStore;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::disk::Disk;
 use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
@@ -47,32 +49,6 @@ const CHUNK_REPAIR_BACKOFF_MS_MIN: u64 = 500;
 const CHUNK_REPAIR_BACKOFF_MS_MAX: u64 = 30_000;
 /// A learner within this many entries of the leader's log counts as caught up.
 const PROMOTE_LAG_ENTRIES_MAX: u64 = 100;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeError {
-    #[error("not the leader (leader: {})", leader_id.map_or("unknown".to_string(), |id| format!("node {id}")))]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader: Option<NodeAddr>,
-    },
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("timed out: {0}")]
-    Timeout(String),
-    #[error("rejected: {0}")]
-    Rejected(String),
-}
-
-impl From<ReadIndexError> for NodeError {
-    fn from(e: ReadIndexError) -> Self {
-        match e {
-            ReadIndexError::NotLeader { leader_id, leader } => {
-                NodeError::NotLeader { leader_id, leader }
-            }
-            ReadIndexError::Unavailable(m) => NodeError::Unavailable(m),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consistency {

@@ -7,14 +7,14 @@
 //! batch fills while the previous one is being replicated.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::node::NodeError;
+use super::error::NodeError;
 use super::types::{ClientWriteError, Raft, RaftError};
+use crate::clock::now_ms;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_COMMANDS_MAX, PROPOSAL_QUEUE_MAX};
-use crate::state::{ClientCommand, Command, Outcome, Request};
+use crate::state::{ClientCommand, Outcome, Request};
 
 /// Batches proposed concurrently. openraft 0.9 appends (and fsyncs) each entry
 /// before replicating the next, so a second batch in flight only splits the
@@ -36,43 +36,6 @@ pub struct Proposer {
     queue: mpsc::Sender<Proposal>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn command_size_bytes(command: &ClientCommand) -> usize {
-    use crate::state::kv::KvCommand;
-    use crate::state::object::ObjectCommand;
-    use crate::state::queue::QueueCommand;
-    let payload = match &command.command {
-        Command::Kv(KvCommand::Put {
-            namespace,
-            key,
-            value,
-            ..
-        }) => namespace.len() + key.len() + value.len(),
-        Command::Kv(KvCommand::Delete { namespace, key }) => namespace.len() + key.len(),
-        Command::Kv(
-            KvCommand::CreateNamespace { name, .. } | KvCommand::DeleteNamespace { name },
-        ) => name.len(),
-        Command::Queue(QueueCommand::Send { queue, messages }) => {
-            queue.len() + messages.iter().map(Vec::len).sum::<usize>()
-        }
-        Command::Queue(_) => 128,
-        Command::Object(ObjectCommand::PutChunk { data, .. }) => data.len(),
-        Command::Object(ObjectCommand::TouchChunks { hashes }) => hashes.len() * 32,
-        Command::Object(ObjectCommand::Put(put)) => {
-            put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64
-        }
-        Command::Object(_) | Command::Auth(_) => 1024 + 128,
-        Command::Sweep(_) => 0,
-    };
-    payload + 64
-}
-
 impl Proposer {
     pub fn spawn(raft: Raft) -> Self {
         let (tx, rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
@@ -83,7 +46,7 @@ impl Proposer {
     /// Proposes one command and waits until it is committed and applied.
     pub async fn propose(&self, command: ClientCommand) -> Committed {
         let (reply, rx) = oneshot::channel();
-        let size_bytes = command_size_bytes(&command);
+        let size_bytes = command.command.size_bytes();
         let stopped = || NodeError::Unavailable("node is shutting down".into());
         self.queue
             .send(Proposal {

@@ -42,8 +42,7 @@ use crate::chunkstore::ChunkStore;
 use crate::crash_point::{self, names};
 use crate::disk::Disk;
 use crate::durable;
-use crate::state::queue::QueueCommand;
-use crate::state::{keys, snapshot, Command, Reply, Store};
+use crate::state::{keys, snapshot, Reply, Store};
 
 const META_LAST_APPLIED: &str = "raft_last_applied";
 const META_MEMBERSHIP: &str = "raft_membership";
@@ -307,12 +306,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let reply = match &entry.payload {
                 EntryPayload::Blank => Reply::default(),
                 EntryPayload::Normal(request) => {
-                    sent_to_queue |= request.commands.iter().any(|c| {
-                        matches!(
-                            c.command,
-                            Command::Queue(QueueCommand::Send { .. } | QueueCommand::Nack { .. })
-                        )
-                    });
+                    sent_to_queue |= request
+                        .commands
+                        .iter()
+                        .any(|c| c.command.wakes_queue_receivers());
                     self.store
                         .apply_request(&mut txn, entry.log_id.index, request)
                         .map_err(sm_write_err)?

@@ -57,6 +57,49 @@ pub enum Command {
     Sweep(sweep::Sweep),
 }
 
+impl Command {
+    /// About how many bytes this command adds to a Raft entry, for group commit's
+    /// byte bound (an estimate: bincode adds small length prefixes).
+    pub fn size_bytes(&self) -> usize {
+        use kv::KvCommand;
+        use object::ObjectCommand;
+        use queue::QueueCommand;
+        let payload = match self {
+            Command::Kv(KvCommand::Put {
+                namespace,
+                key,
+                value,
+                ..
+            }) => namespace.len() + key.len() + value.len(),
+            Command::Kv(KvCommand::Delete { namespace, key }) => namespace.len() + key.len(),
+            Command::Kv(
+                KvCommand::CreateNamespace { name, .. } | KvCommand::DeleteNamespace { name },
+            ) => name.len(),
+            Command::Queue(QueueCommand::Send { queue, messages }) => {
+                queue.len() + messages.iter().map(Vec::len).sum::<usize>()
+            }
+            Command::Queue(_) => 128,
+            Command::Object(ObjectCommand::PutChunk { data, .. }) => data.len(),
+            Command::Object(ObjectCommand::TouchChunks { hashes }) => hashes.len() * 32,
+            Command::Object(ObjectCommand::Put(put)) => {
+                put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64
+            }
+            Command::Object(_) | Command::Auth(_) => 1024 + 128,
+            Command::Sweep(_) => 0,
+        };
+        payload + 64
+    }
+
+    /// Whether applying this command may make queue messages receivable, so that
+    /// long-polling receivers must be woken.
+    pub fn wakes_queue_receivers(&self) -> bool {
+        matches!(
+            self,
+            Command::Queue(queue::QueueCommand::Send { .. } | queue::QueueCommand::Nack { .. })
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Kv(kv::KvResponse),

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::api::error::ApiError;
+use crate::clock::now_ms;
 use crate::proto::v1::{self, kv_server::Kv, put_request};
-use crate::raft::proposer::now_ms;
 use crate::raft::Node;
 use crate::state::kv::{self, KvCommand, PutCondition};
 use crate::state::{ClientCommand, Command, SessionTag};

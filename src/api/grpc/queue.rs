@@ -16,9 +16,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::api::error::ApiError;
+use crate::clock::now_ms;
 use crate::limits::QUEUE_WAIT_MS_MAX;
 use crate::proto::v1::{self, queue_server::Queue};
-use crate::raft::proposer::now_ms;
 use crate::raft::{Node, NodeError};
 use crate::state::queue::{self, Delivery, QueueCommand, QueueResponse};
 use crate::state::{ClientCommand, Command, Error, Response as StateResponse, SessionTag};
