@@ -422,28 +422,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let path = self.snapshots_dir.join(CURRENT_FILE);
-        let damaged = self.snapshots_dir.join(DAMAGED_FILE);
-        let _gate = self.gate.lock().await;
-        let checked = tokio::task::spawn_blocking(move || -> io::Result<Option<(SnapshotMeta, std::fs::File)>> {
-            if !path.exists() {
-                return Ok(None);
+        // Only the open needs the gate (a build or install renames over the path);
+        // the handle keeps this snapshot's bytes, so the check does not hold up apply.
+        let opened = {
+            let _gate = self.gate.lock().await;
+            match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(sm_read_err(e)),
             }
-            match verify_file(&path) {
-                Ok(meta) => Ok(Some((meta, std::fs::File::open(&path)?))),
-                Err(e) => {
-                    // Never send a damaged snapshot; openraft builds a new one.
-                    tracing::error!(file = %path.display(), error = %e, "current snapshot is damaged; set aside, not sent");
-                    durable::rename(&path, &damaged)?;
-                    Ok(None)
-                }
-            }
+        };
+        let checked = tokio::task::spawn_blocking(move || {
+            let mut file = opened;
+            let checked = snapshot::verify(&mut file).and_then(|(header, _)| decode_meta(&header));
+            file.seek(SeekFrom::Start(0)).map(|_| (checked, file))
         })
         .await
         .map_err(sm_read_err)?
         .map_err(sm_read_err)?;
-        Ok(checked.map(|(meta, file)| Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        }))
+        match checked {
+            (Ok(meta), file) => Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(tokio::fs::File::from_std(file)),
+            })),
+            (Err(e), file) => {
+                // Never send a damaged snapshot; openraft builds a new one. Set it
+                // aside unless a newer snapshot replaced it meanwhile.
+                let _gate = self.gate.lock().await;
+                use std::os::unix::fs::MetadataExt;
+                let same = |f: &std::fs::File| -> io::Result<bool> {
+                    Ok(std::fs::metadata(&path)?.ino() == f.metadata()?.ino())
+                };
+                if same(&file).unwrap_or(false) {
+                    tracing::error!(file = %path.display(), error = %e, "current snapshot is damaged; set aside, not sent");
+                    durable::rename(&path, &self.snapshots_dir.join(DAMAGED_FILE))
+                        .map_err(sm_read_err)?;
+                }
+                Ok(None)
+            }
+        }
     }
 }
