@@ -166,7 +166,19 @@ fn the_state_machine_database_survives_a_power_cut_after_a_sync() {
     disk.sync_blocking().unwrap();
     drop(disk);
     mount.cut(CutMode::DropAll);
-    let disk = Disk::open(&mount.data()).unwrap();
+    // sled's background threads let go of the database's file lock a moment after
+    // the handle is dropped (a restarted node is a new process and never waits).
+    let mut attempts = 0;
+    let disk = loop {
+        match Disk::open(&mount.data()) {
+            Ok(disk) => break disk,
+            Err(e) if attempts < 50 && e.to_string().contains("could not acquire lock") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("reopening the database after the cut: {e}"),
+        }
+    };
     assert_eq!(disk.db.len(), 100);
 }
 
