@@ -15,8 +15,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::chunk_ref::Hash;
 use crate::durable;
-use crate::state::chunks::Hash;
 
 const TEMP_SUFFIX: &str = ".tmp";
 

@@ -6,6 +6,7 @@
 //! `limits` → `state` → `raft` → `api` → `cli`; `proto` is shared; `client` (the
 //! SDK) uses only `proto`, `limits` and its own error codes.
 //! - [`limits`]: every bound, in one place.
+//! - [`chunk_ref`]: a chunk's name (hash and length), shared by every layer.
 //! - [`clock`]: the wall clock the leader stamps on proposals.
 //! - [`config`]: a node's configuration (TOML + flags) and its validation.
 //! - [`crash_point`]: named crash points for crash-consistency tests (test builds only).
@@ -19,6 +20,7 @@
 //! - [`cli`]: the `cairn` command.
 
 pub mod api;
+pub mod chunk_ref;
 pub mod chunkstore;
 pub mod cli;
 pub mod client;

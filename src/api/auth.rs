@@ -15,9 +15,9 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::chunk_ref::Hash;
 use crate::raft::{Consistency, Node};
 use crate::state::auth::{self, AuthCommand, AuthResponse};
-use crate::state::chunks::Hash;
 use crate::state::{ClientCommand, Command, Response};
 
 use super::error::ApiError;

@@ -4,6 +4,8 @@
 //! and encode the result; `error` is the one place errors become statuses.
 
 pub mod auth;
+pub mod chunk_read;
+pub mod chunk_upload;
 pub mod error;
 pub mod gateway;
 pub mod grpc;

@@ -15,10 +15,10 @@ use tonic::transport::Channel;
 
 use super::peer_client::connect_peer;
 use super::types::StoredMembership;
+use crate::chunk_ref::Hash;
 use crate::chunkstore::ChunkStore;
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
-use crate::state::chunks::Hash;
 use crate::state::{keys, Store};
 
 /// Chunks fetched at the same time.

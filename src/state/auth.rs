@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::chunks::Hash;
 use super::{decode, encode, keys, meta_u64, ApplyContext, Error, Txn};
+use crate::chunk_ref::Hash;
 use crate::limits::TOKENS_MAX;
 
 const META_NEXT_TOKEN_ID: &str = "token_next_id";

@@ -15,15 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, keys, Txn};
 
-/// A BLAKE3 hash: a chunk's name.
-pub type Hash = [u8; 32];
-
-/// One piece of an object, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkRef {
-    pub hash: Hash,
-    pub len: u32,
-}
+pub use crate::chunk_ref::{ChunkRef, Hash};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRecord {

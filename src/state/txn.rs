@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::chunks::Hash;
+use crate::chunk_ref::Hash;
 
 pub struct Txn<'a> {
     tree: &'a sled::Tree,
