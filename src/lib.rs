@@ -10,6 +10,7 @@
 //! - [`clock`]: the wall clock the leader stamps on proposals.
 //! - [`config`]: a node's configuration (TOML + flags) and its validation.
 //! - [`crash_point`]: named crash points for crash-consistency tests (test builds only).
+//! - [`errno`]: the POSIX error numbers of the file system service.
 //! - [`durable`]: durable file-system steps (directories, renames) every writer uses.
 //! - [`disk`]: the node's sled database and how its writes become durable.
 //! - [`state`]: the replicated state machine (commands, apply, reads, snapshots).
@@ -29,6 +30,7 @@ pub mod config;
 pub mod crash_point;
 pub mod disk;
 pub mod durable;
+pub mod errno;
 pub mod limits;
 pub mod proto;
 pub mod raft;

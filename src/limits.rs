@@ -69,6 +69,49 @@ pub const PRESIGN_EXPIRES_S_MAX_DEFAULT: u64 = 7 * 24 * 3600;
 /// API tokens the cluster stores (`cairn token create`).
 pub const TOKENS_MAX: u64 = 1_000;
 
+/// Longest name of one directory entry (UTF-8 bytes), as Linux's NAME_MAX.
+/// Rejected with `ENAMETOOLONG`.
+pub const FS_NAME_BYTES_MAX: usize = 255;
+/// Longest path a request may name (UTF-8 bytes), as Linux's PATH_MAX.
+pub const FS_PATH_BYTES_MAX: usize = 4096;
+/// Longest symlink target.
+pub const FS_SYMLINK_BYTES_MAX: usize = 4096;
+/// Longest extended attribute name, as Linux's XATTR_NAME_MAX.
+pub const FS_XATTR_NAME_BYTES_MAX: usize = 255;
+/// Largest extended attribute value, as Linux's XATTR_SIZE_MAX. `E2BIG` beyond.
+pub const FS_XATTR_VALUE_BYTES_MAX: usize = 64 * 1024;
+/// Names plus values of all extended attributes of one inode: keeps an inode's
+/// attributes one modest Raft entry. `ENOSPC` beyond.
+pub const FS_XATTR_BYTES_PER_INODE_MAX: u64 = 256 * 1024;
+/// Largest file: as large as an object, so any file can become one.
+pub const FS_FILE_BYTES_MAX: u64 = OBJECT_BYTES_MAX;
+/// A file's content is a map from block index to a chunk of at most this size.
+pub const FS_BLOCK_BYTES: u64 = CHUNK_BYTES_MAX as u64;
+/// Hard links to one inode.
+pub const FS_LINKS_MAX: u32 = 65_000;
+/// Largest page of one directory listing; larger `limit`s are clamped.
+pub const FS_READDIR_PAGE_MAX: u32 = 1_000;
+/// Paths one `stat_many` call may name.
+pub const FS_STAT_MANY_MAX: usize = 1_000;
+/// Hashes one "which chunks are missing" call may ask about.
+pub const FS_CHUNK_QUERY_MAX: usize = 10_000;
+/// Entries one step of a recursive delete removes; the service repeats steps.
+pub const FS_REMOVE_TREE_STEP_MAX: u64 = 1_000;
+/// Blocks one write command may replace (a 64 MiB write at most).
+pub const FS_WRITE_BLOCKS_MAX: usize = 64;
+/// Times the service redoes a partial-block write that raced another writer.
+pub const FS_WRITE_RETRIES_MAX: u32 = 16;
+/// Times a read re-resolves a path whose inode changed while it was read.
+pub const FS_READ_RETRIES_MAX: u32 = 16;
+/// Longest lease an open-handle session may take; it must renew before expiry.
+pub const FS_LEASE_MS_MAX: u64 = 10 * 60 * 1000;
+/// Lease length when the client gives none.
+pub const FS_LEASE_MS_DEFAULT: u64 = 60 * 1000;
+/// Soft limit on the number of named file systems.
+pub const FILESYSTEMS_MAX: u64 = 1_000;
+/// Longest file system name (characters from `[A-Za-z0-9._-]`).
+pub const FS_NAME_CHARS_MAX: usize = 64;
+
 /// Largest gRPC message either side accepts. Must hold the largest value plus its key
 /// and framing, and a bounded AppendEntries batch.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;

@@ -8,6 +8,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
+use crate::errno::Errno;
 use crate::raft::NodeError;
 use crate::state;
 
@@ -109,6 +110,15 @@ impl ApiError {
                 }
                 state::Error::SessionWindowExceeded { .. } => Code::ResourceExhausted,
                 state::Error::ChunkMissing { .. } => Code::Unavailable,
+                state::Error::Fs { errno, .. } => match errno {
+                    Errno::ENOENT | Errno::ESTALE | Errno::ENODATA => Code::NotFound,
+                    Errno::EEXIST => Code::AlreadyExists,
+                    Errno::ENOSPC => Code::ResourceExhausted,
+                    Errno::EINVAL | Errno::ENAMETOOLONG | Errno::EFBIG | Errno::E2BIG => {
+                        Code::InvalidArgument
+                    }
+                    _ => Code::FailedPrecondition,
+                },
             },
             ApiError::Node(NodeError::NotLeader { .. } | NodeError::Unavailable(_)) => {
                 Code::Unavailable

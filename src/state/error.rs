@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::errno::Errno;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Error {
     #[error("{what} not found")]
@@ -39,6 +41,9 @@ pub enum Error {
     SessionExpired { seq: u64 },
     #[error("too many writes in flight for this client: seq {seq}, lowest unanswered {lowest}")]
     SessionWindowExceeded { seq: u64, lowest: u64 },
+    /// A file system call failed the way a POSIX call would.
+    #[error("{errno}: {what}")]
+    Fs { errno: Errno, what: String },
 }
 
 impl Error {
@@ -53,6 +58,7 @@ impl Error {
             Error::ChunkMissing { .. } => "chunk_missing",
             Error::SessionExpired { .. } => "session_expired",
             Error::SessionWindowExceeded { .. } => "session_window_exceeded",
+            Error::Fs { errno, .. } => errno.name(),
         }
     }
 
@@ -62,6 +68,13 @@ impl Error {
             limit,
             actual,
             unit: unit.to_string(),
+        }
+    }
+
+    pub fn fs(errno: Errno, what: impl Into<String>) -> Self {
+        Error::Fs {
+            errno,
+            what: what.into(),
         }
     }
 

@@ -167,3 +167,117 @@ pub fn token(id: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
+
+/// `F<fs name>` → `fs::FsRecord` (`default` has none until its first change).
+pub const FS: u8 = b'F';
+/// `I<fs id><ino>` → `fs::Inode`.
+pub const FS_INODE: u8 = b'I';
+/// `P<fs id><dir ino><name>` → `fs::DirEntry`: directories' entries in name order.
+pub const FS_DIRENT: u8 = b'P';
+/// `J<fs id><ino><block index>` → `fs::BlockRef`: a file's block map.
+pub const FS_BLOCK: u8 = b'J';
+/// `X<fs id><ino><name>` → an extended attribute's value.
+pub const FS_XATTR: u8 = b'X';
+/// `W<fs id><ino>` → empty: an inode with no links that open handles keep.
+pub const FS_ORPHAN: u8 = b'W';
+/// `R<fs id><ino><lease>` → open count: handles held on an inode.
+pub const FS_HANDLE: u8 = b'R';
+/// `r<lease><fs id><ino>` → empty: the handles of a lease.
+pub const FS_LEASE_HANDLE: u8 = b'r';
+/// `V<lease>` → `fs::handles::LeaseRecord`.
+pub const FS_LEASE: u8 = b'V';
+/// `v<expires_ms><lease>` → empty: leases in expiry order, for the sweeper.
+pub const FS_LEASE_EXPIRY: u8 = b'v';
+/// `Y<fs id>` → empty: a deleted file system whose records the sweeper purges.
+pub const FS_DROPPED: u8 = b'Y';
+
+fn with_u64s(tag: u8, parts: &[u64]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 8 * parts.len());
+    k.push(tag);
+    for p in parts {
+        k.extend_from_slice(&p.to_be_bytes());
+    }
+    k
+}
+
+pub fn fs(name: &str) -> Vec<u8> {
+    let mut k = vec![FS];
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn fs_inode(fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_INODE, &[fs_id, ino])
+}
+
+pub fn fs_dir_prefix(fs_id: u64, dir: u64) -> Vec<u8> {
+    with_u64s(FS_DIRENT, &[fs_id, dir])
+}
+
+pub fn fs_dirent(fs_id: u64, dir: u64, name: &str) -> Vec<u8> {
+    let mut k = fs_dir_prefix(fs_id, dir);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn fs_blocks_prefix(fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_BLOCK, &[fs_id, ino])
+}
+
+pub fn fs_block(fs_id: u64, ino: u64, index: u64) -> Vec<u8> {
+    with_u64s(FS_BLOCK, &[fs_id, ino, index])
+}
+
+pub fn fs_xattr_prefix(fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_XATTR, &[fs_id, ino])
+}
+
+pub fn fs_xattr(fs_id: u64, ino: u64, name: &str) -> Vec<u8> {
+    let mut k = fs_xattr_prefix(fs_id, ino);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn fs_orphan(fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_ORPHAN, &[fs_id, ino])
+}
+
+pub fn fs_handles_prefix(fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_HANDLE, &[fs_id, ino])
+}
+
+pub fn fs_handle(fs_id: u64, ino: u64, lease: u64) -> Vec<u8> {
+    with_u64s(FS_HANDLE, &[fs_id, ino, lease])
+}
+
+pub fn fs_lease_handles_prefix(lease: u64) -> Vec<u8> {
+    with_u64s(FS_LEASE_HANDLE, &[lease])
+}
+
+pub fn fs_lease_handle(lease: u64, fs_id: u64, ino: u64) -> Vec<u8> {
+    with_u64s(FS_LEASE_HANDLE, &[lease, fs_id, ino])
+}
+
+pub fn fs_lease(lease: u64) -> Vec<u8> {
+    with_u64s(FS_LEASE, &[lease])
+}
+
+pub fn fs_lease_expiry(expires_ms: u64, lease: u64) -> Vec<u8> {
+    with_u64s(FS_LEASE_EXPIRY, &[expires_ms, lease])
+}
+
+pub fn fs_dropped(fs_id: u64) -> Vec<u8> {
+    with_u64s(FS_DROPPED, &[fs_id])
+}
+
+/// The prefixes under which a file system's records live (for its purge).
+pub fn fs_record_prefixes(fs_id: u64) -> [Vec<u8>; 6] {
+    [
+        with_u64s(FS_BLOCK, &[fs_id]),
+        with_u64s(FS_HANDLE, &[fs_id]),
+        with_u64s(FS_DIRENT, &[fs_id]),
+        with_u64s(FS_XATTR, &[fs_id]),
+        with_u64s(FS_ORPHAN, &[fs_id]),
+        with_u64s(FS_INODE, &[fs_id]),
+    ]
+}

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod chunks;
 pub mod error;
+pub mod fs;
 pub mod keys;
 pub mod kv;
 pub mod object;
@@ -54,6 +55,7 @@ pub enum Command {
     Queue(queue::QueueCommand),
     Object(object::ObjectCommand),
     Auth(auth::AuthCommand),
+    Fs(fs::FsCommand),
     Sweep(sweep::Sweep),
 }
 
@@ -85,6 +87,7 @@ impl Command {
                 put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64
             }
             Command::Object(_) | Command::Auth(_) => 1024 + 128,
+            Command::Fs(cmd) => cmd.size_bytes(),
             Command::Sweep(_) => 0,
         };
         payload + 64
@@ -106,6 +109,7 @@ pub enum Response {
     Queue(queue::QueueResponse),
     Object(object::ObjectResponse),
     Auth(auth::AuthResponse),
+    Fs(fs::FsResponse),
     Swept { removed_count: u64 },
 }
 
@@ -228,6 +232,7 @@ pub(crate) fn execute(
         Command::Queue(cmd) => Ok(queue::apply(txn, ctx, cmd)?.map(Response::Queue)),
         Command::Object(cmd) => Ok(object::apply(txn, ctx, cmd)?.map(Response::Object)),
         Command::Auth(cmd) => Ok(auth::apply(txn, ctx, cmd)?.map(Response::Auth)),
+        Command::Fs(cmd) => Ok(fs::apply(txn, ctx, cmd)?.map(Response::Fs)),
         Command::Sweep(sweep) => sweep::apply(txn, ctx, sweep),
     }
 }

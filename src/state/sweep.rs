@@ -46,6 +46,8 @@ pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, sweep: &Sweep) -> sled::Resul
         budget,
     )?;
     budget -= expire_sessions(txn, ctx.now_ms, budget)?;
+    budget -= super::fs::handles::expire_leases(txn, ctx, budget)?;
+    budget -= super::fs::admin::purge_dropped(txn, ctx, budget)?;
     budget -= super::chunks::collect_garbage(txn, ctx.now_ms, sweep.chunk_grace_ms, budget)?;
     Ok(Ok(Response::Swept {
         removed_count: sweep.items_max - budget,
@@ -134,7 +136,10 @@ pub fn has_work(tree: &sled::Tree, now_ms: u64, chunk_grace_ms: u64) -> sled::Re
             return Ok(true);
         }
     }
-    for dropped in [keys::DROPPED, keys::QUEUE_DROPPED] {
+    if super::fs::handles::has_expired_lease(tree, now_ms)? {
+        return Ok(true);
+    }
+    for dropped in [keys::DROPPED, keys::QUEUE_DROPPED, keys::FS_DROPPED] {
         if tree.scan_prefix([dropped]).next().transpose()?.is_some() {
             return Ok(true);
         }

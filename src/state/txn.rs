@@ -18,7 +18,14 @@ pub struct Txn<'a> {
     tree: &'a sled::Tree,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     chunk_files: ChunkFiles,
+    /// While a [`Mark`] is open: each write's key and the pending value it replaced
+    /// (`None`: there was none), so a refused command can be undone.
+    undo: Option<Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>>,
 }
+
+/// A point a command's writes can be rolled back to (see [`Txn::mark`]).
+#[must_use]
+pub struct Mark(());
 
 /// Chunk files an apply batch creates and deletes (a hash is in at most one list).
 #[derive(Default)]
@@ -39,15 +46,48 @@ impl<'a> Txn<'a> {
             tree,
             writes: BTreeMap::new(),
             chunk_files: ChunkFiles::default(),
+            undo: None,
+        }
+    }
+
+    /// Starts recording writes so that [`Txn::rollback`] can undo them. Marks do
+    /// not nest, and a command that writes chunk files cannot be rolled back.
+    pub fn mark(&mut self) -> Mark {
+        assert!(self.undo.is_none(), "marks do not nest");
+        self.undo = Some(Vec::new());
+        Mark(())
+    }
+
+    /// Keeps the writes made since `mark`.
+    pub fn release(&mut self, _mark: Mark) {
+        self.undo = None;
+    }
+
+    /// Undoes every write made since `mark`.
+    pub fn rollback(&mut self, _mark: Mark) {
+        let undo = self.undo.take().expect("rollback of an open mark");
+        for (key, previous) in undo.into_iter().rev() {
+            match previous {
+                Some(value) => self.writes.insert(key, value),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+
+    fn record(&mut self, key: &[u8]) {
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push((key.to_vec(), self.writes.get(key).cloned()));
         }
     }
 
     pub fn write_chunk_file(&mut self, hash: Hash, data: Vec<u8>) {
+        assert!(self.undo.is_none(), "chunk files cannot be rolled back");
         self.chunk_files.deletes.retain(|h| h != &hash);
         self.chunk_files.writes.push((hash, data));
     }
 
     pub fn delete_chunk_file(&mut self, hash: Hash) {
+        assert!(self.undo.is_none(), "chunk files cannot be rolled back");
         self.chunk_files.writes.retain(|(h, _)| h != &hash);
         self.chunk_files.deletes.push(hash);
     }
@@ -65,10 +105,12 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.record(&key);
         self.writes.insert(key, Some(value));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
+        self.record(&key);
         self.writes.insert(key, None);
     }
 
@@ -89,6 +131,38 @@ impl<'a> Txn<'a> {
             .collect();
         for item in self.tree.scan_prefix(prefix).take(limit + pending.len()) {
             let (k, v) = item?;
+            merged.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        for (k, v) in pending {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
+            .collect())
+    }
+
+    /// Up to `limit` live pairs under `prefix` whose key is at least `from`, in key
+    /// order, pending writes merged over the committed tree.
+    pub fn scan_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> sled::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = from.max(prefix).to_vec();
+        let pending: Vec<_> = self
+            .writes
+            .range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .collect();
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for item in self.tree.range(start.clone()..).take(limit + pending.len()) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
             merged.insert(k.to_vec(), Some(v.to_vec()));
         }
         for (k, v) in pending {
