@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cairn/v1/cluster.proto",
         "proto/cairn/v1/queue.proto",
         "proto/cairn/v1/object.proto",
+        "proto/cairn/v1/fs.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

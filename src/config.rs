@@ -18,6 +18,9 @@ pub struct Config {
     /// This node's id; unique forever within the cluster (never reuse a removed id).
     pub id: u64,
     pub data_dir: PathBuf,
+    /// Root of this node's `local` file system (scratch, not replicated); default
+    /// `<data_dir>/local`.
+    pub local_dir: Option<PathBuf>,
     /// Address for clients and peers (gRPC).
     pub grpc_addr: String,
     /// Address for HTTP (dashboard, health, status).
@@ -59,11 +62,21 @@ pub struct Config {
     pub limits: Limits,
 }
 
+impl Config {
+    /// Where the `local` file system lives.
+    pub fn local_dir(&self) -> PathBuf {
+        self.local_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("local"))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             id: 1,
             data_dir: PathBuf::from("cairn-data"),
+            local_dir: None,
             grpc_addr: "127.0.0.1:7400".into(),
             http_addr: "127.0.0.1:7480".into(),
             peers: BTreeMap::new(),

@@ -97,6 +97,8 @@ pub const FS_STAT_MANY_MAX: usize = 1_000;
 pub const FS_CHUNK_QUERY_MAX: usize = 10_000;
 /// Entries one step of a recursive delete removes; the service repeats steps.
 pub const FS_REMOVE_TREE_STEP_MAX: u64 = 1_000;
+/// Bytes one write call may carry; larger writes are split by the SDK.
+pub const FS_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Blocks one write command may replace (a 64 MiB write at most).
 pub const FS_WRITE_BLOCKS_MAX: usize = 64;
 /// Times the service redoes a partial-block write that raced another writer.

@@ -27,6 +27,7 @@ pub mod clients {
     pub type KvClient = super::v1::kv_client::KvClient<tonic::transport::Channel>;
     pub type QueueClient = super::v1::queue_client::QueueClient<tonic::transport::Channel>;
     pub type ObjectClient = super::v1::object_client::ObjectClient<tonic::transport::Channel>;
+    pub type FsClient = super::v1::fs_client::FsClient<tonic::transport::Channel>;
     pub type TokensClient = super::v1::tokens_client::TokensClient<tonic::transport::Channel>;
     pub type ClusterClient = super::v1::cluster_client::ClusterClient<tonic::transport::Channel>;
 }

@@ -15,11 +15,12 @@ use crate::chunkstore::ChunkStore;
 use crate::limits::CHUNK_BYTES_MAX;
 use crate::raft::{Node, NodeError};
 
-/// A chunk placed at byte `offset` of the content.
+/// The first `len` bytes of a chunk, placed at byte `offset` of the content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
     pub offset: u64,
     pub chunk: ChunkRef,
+    pub len: u32,
 }
 
 /// A byte range, resolved against the content's size.
@@ -35,7 +36,11 @@ pub fn contiguous(chunks: &[ChunkRef]) -> Vec<Extent> {
     chunks
         .iter()
         .map(|&chunk| {
-            let extent = Extent { offset, chunk };
+            let extent = Extent {
+                offset,
+                chunk,
+                len: chunk.len,
+            };
             offset += u64::from(chunk.len);
             extent
         })
@@ -70,7 +75,7 @@ fn plan(extents: &[Extent], size: u64, range: ByteRange) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut at = range.offset.min(end);
     for extent in extents {
-        let chunk_end = extent.offset + u64::from(extent.chunk.len);
+        let chunk_end = extent.offset + u64::from(extent.len.min(extent.chunk.len));
         if chunk_end <= at || extent.offset >= end {
             continue;
         }
@@ -159,10 +164,12 @@ mod tests {
             Extent {
                 offset: 10,
                 chunk: chunk(10, 1),
+                len: 10,
             },
             Extent {
                 offset: 30,
-                chunk: chunk(10, 2),
+                chunk: chunk(12, 2),
+                len: 10,
             },
         ];
         let all = plan(

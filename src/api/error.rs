@@ -109,7 +109,7 @@ impl ApiError {
                     Code::FailedPrecondition
                 }
                 state::Error::SessionWindowExceeded { .. } => Code::ResourceExhausted,
-                state::Error::ChunkMissing { .. } => Code::Unavailable,
+                state::Error::ChunkMissing { .. } | state::Error::WriteRaced => Code::Unavailable,
                 state::Error::Fs { errno, .. } => match errno {
                     Errno::ENOENT | Errno::ESTALE | Errno::ENODATA => Code::NotFound,
                     Errno::EEXIST => Code::AlreadyExists,

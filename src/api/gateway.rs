@@ -37,6 +37,8 @@ pub struct Gateway {
     /// Base of object URLs, without a trailing slash.
     pub public_url: String,
     pub presign_expires_s_max: u64,
+    /// The file system service (replicated file systems and `local`).
+    pub fs: super::fs::FsApi,
 }
 
 impl Gateway {
@@ -45,10 +47,16 @@ impl Gateway {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.http_addr));
+        let uploads = objects::upload_budget();
+        let local = super::fs::local::LocalFs::open(config.local_dir()).unwrap_or_else(|e| {
+            tracing::error!(dir = %config.local_dir().display(), error = %e, "local storage unavailable");
+            super::fs::local::LocalFs::unavailable(config.local_dir())
+        });
         Gateway {
             auth: Auth::new(node.clone(), &config.tokens),
+            fs: super::fs::FsApi::new(node.clone(), uploads.clone(), local),
             node,
-            uploads: objects::upload_budget(),
+            uploads,
             public_url: public_url.trim_end_matches('/').to_string(),
             presign_expires_s_max: config.presign_expires_s_max,
         }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chunk_read;
 pub mod chunk_upload;
 pub mod error;
+pub mod fs;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
@@ -26,6 +27,7 @@ use crate::limits::{
 };
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::cluster_server::ClusterServer;
+use crate::proto::v1::fs_server::FsServer;
 use crate::proto::v1::kv_server::KvServer;
 use crate::proto::v1::object_server::ObjectServer;
 use crate::proto::v1::queue_server::QueueServer;
@@ -68,6 +70,12 @@ pub async fn serve(
         ))
         .add_service(InterceptedService::new(
             ObjectServer::new(grpc::object::ObjectService::new(gateway.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            FsServer::new(grpc::fs::FsService::new(gateway.fs.clone()))
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
             check.clone(),

@@ -24,6 +24,9 @@ pub struct ServerArgs {
     id: Option<u64>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Root of this node's `local` file system (default <data-dir>/local).
+    #[arg(long)]
+    local_dir: Option<PathBuf>,
     #[arg(long)]
     grpc_addr: Option<String>,
     #[arg(long)]
@@ -79,6 +82,9 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.data_dir {
         config.data_dir = v.clone();
+    }
+    if let Some(v) = &args.local_dir {
+        config.local_dir = Some(v.clone());
     }
     if let Some(v) = &args.grpc_addr {
         config.grpc_addr = v.clone();

@@ -2,6 +2,8 @@
 
 use tonic::{Code, Status};
 
+pub use crate::errno::Errno;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -36,6 +38,9 @@ pub enum Error {
     Internal(String),
     #[error("invalid endpoint {0:?}")]
     InvalidEndpoint(String),
+    /// A file system call failed as the POSIX call would (`ENOENT`, `EEXIST`, ...).
+    #[error("{message}")]
+    Fs { errno: Errno, message: String },
 }
 
 fn metadata(status: &Status, key: &str) -> Option<String> {
@@ -75,7 +80,12 @@ impl Error {
             "unavailable" | "chunk_missing" => Error::Unavailable(message),
             "timeout" => Error::Timeout(message),
             "internal" => Error::Internal(message),
-            _ => Error::Rejected { code, message },
+            // A partial-block write raced another writer; the server gave up retrying.
+            "write_raced" => Error::Unavailable(message),
+            _ => match Errno::from_name(&code) {
+                Some(errno) => Error::Fs { errno, message },
+                None => Error::Rejected { code, message },
+            },
         }
     }
 
@@ -98,6 +108,14 @@ impl Error {
         )
     }
 
+    /// The errno of a file system error, if this is one.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Error::Fs { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
     /// Stable code, as the server sends it.
     pub fn code(&self) -> &str {
         match self {
@@ -112,6 +130,7 @@ impl Error {
             Error::Rejected { code, .. } => code,
             Error::Internal(_) => "internal",
             Error::InvalidEndpoint(_) => "invalid_endpoint",
+            Error::Fs { errno, .. } => errno.name(),
         }
     }
 }

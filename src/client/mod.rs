@@ -21,6 +21,7 @@
 //! ```
 
 mod error;
+mod fs;
 mod kv;
 mod object;
 mod queue;
@@ -33,7 +34,11 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use error::Error;
+pub use error::{Errno, Error};
+pub use fs::{
+    Attr, DirEntry, DirPage, FileKind, FsClient, FsInfo, OpenFile, SetAttrs, UploadOptions,
+    UploadPiece, UploadReport,
+};
 pub use kv::{KeyPage, ListOptions, Namespace, PutOptions, ReadConsistency, Value};
 pub use object::{
     BucketInfo, ListObjectsOptions, ObjectInfo, ObjectPage, Progress, PutObjectOptions, TokenInfo,
@@ -51,6 +56,7 @@ type QueueClient = v1::queue_client::QueueClient<Conn>;
 type ClusterClient = v1::cluster_client::ClusterClient<Conn>;
 type ObjectClient = v1::object_client::ObjectClient<Conn>;
 type TokensClient = v1::tokens_client::TokensClient<Conn>;
+type FsGrpc = v1::fs_client::FsClient<Conn>;
 
 /// A handle to a cairn cluster. Cheap to clone; clones share one session.
 #[derive(Clone)]
@@ -151,7 +157,22 @@ impl Client {
     }
 
     /// [`Client::write_with`] with explicit deadlines (object transfers).
-    async fn write_timed<T, F, Fut>(&self, timeouts: Timeouts, mut attempt: F) -> Result<T, Error>
+    async fn write_timed<T, F, Fut>(&self, timeouts: Timeouts, attempt: F) -> Result<T, Error>
+    where
+        F: FnMut(Conn, v1::Session) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.write_on(Target::Leader, timeouts, attempt).await
+    }
+
+    /// A write with a session sent to `target` (the leader, or the first endpoint
+    /// for node-local storage).
+    async fn write_on<T, F, Fut>(
+        &self,
+        target: Target,
+        timeouts: Timeouts,
+        mut attempt: F,
+    ) -> Result<T, Error>
     where
         F: FnMut(Conn, v1::Session) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -177,7 +198,7 @@ impl Client {
         let _guard = SeqGuard { inner, seq };
         inner
             .router
-            .call(Target::Leader, timeouts, |channel| {
+            .call(target, timeouts, |channel| {
                 let lowest = *inner
                     .unanswered
                     .lock()
@@ -317,6 +338,12 @@ fn queue_client(channel: Conn) -> QueueClient {
 
 fn object_client(channel: Conn) -> ObjectClient {
     ObjectClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
+}
+
+fn fs_client(channel: Conn) -> FsGrpc {
+    FsGrpc::new(channel)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX)
 }

@@ -54,6 +54,8 @@ pub enum Target {
     LeaderPreferred,
     /// Stale reads: whichever node; spread over the endpoints.
     Any,
+    /// The first endpoint only (node-local storage lives on one node).
+    First,
 }
 
 /// Adds the client's API token (if any) to every call.
@@ -130,6 +132,9 @@ impl Router {
     }
 
     fn pick(&self, target: Target) -> String {
+        if target == Target::First {
+            return self.endpoints[0].clone();
+        }
         if target != Target::Any {
             if let Some(leader) = self
                 .leader

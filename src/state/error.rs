@@ -41,6 +41,10 @@ pub enum Error {
     SessionExpired { seq: u64 },
     #[error("too many writes in flight for this client: seq {seq}, lowest unanswered {lowest}")]
     SessionWindowExceeded { seq: u64, lowest: u64 },
+    /// A partial-block write found the file changed since it read the block; the
+    /// service reads again and retries (nothing changed).
+    #[error("the file changed during the write; retry")]
+    WriteRaced,
     /// A file system call failed the way a POSIX call would.
     #[error("{errno}: {what}")]
     Fs { errno: Errno, what: String },
@@ -58,6 +62,7 @@ impl Error {
             Error::ChunkMissing { .. } => "chunk_missing",
             Error::SessionExpired { .. } => "session_expired",
             Error::SessionWindowExceeded { .. } => "session_window_exceeded",
+            Error::WriteRaced => "write_raced",
             Error::Fs { errno, .. } => errno.name(),
         }
     }

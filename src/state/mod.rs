@@ -122,7 +122,8 @@ pub type Outcome = Result<Response, Error>;
 pub fn changed_nothing(outcome: &Outcome) -> bool {
     matches!(
         outcome,
-        Ok(Response::Queue(queue::QueueResponse::Received(None))) | Err(Error::ChunkMissing { .. })
+        Ok(Response::Queue(queue::QueueResponse::Received(None)))
+            | Err(Error::ChunkMissing { .. } | Error::WriteRaced)
     )
 }
 

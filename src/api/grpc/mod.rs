@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod convert;
+pub mod fs;
 pub mod kv;
 pub mod object;
 pub mod queue;

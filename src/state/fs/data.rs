@@ -183,11 +183,7 @@ pub fn write(
     }
     if let Some(expected) = write.if_version {
         if expected != node.version {
-            return Err(Error::VersionMismatch {
-                expected: Some(expected),
-                current: Some(node.version),
-            }
-            .into());
+            return Err(Error::WriteRaced.into());
         }
     }
     if write.blocks.len() > FS_WRITE_BLOCKS_MAX {

@@ -216,6 +216,8 @@ pub enum FsCommand {
         fs: String,
         at: Name,
         step_max: u64,
+        /// Remove only what is inside `at` (done once it is empty).
+        keep_top: bool,
         now_ns: i64,
     },
     Rename {
@@ -420,9 +422,10 @@ fn apply_step(txn: &mut Txn<'_>, ctx: ApplyContext, command: &FsCommand) -> Step
             fs,
             at,
             step_max,
+            keep_top,
             now_ns,
         } => in_fs(txn, fs, |txn, fs| {
-            ops::remove_tree(txn, ctx, fs, at, *step_max, *now_ns)
+            ops::remove_tree(txn, ctx, fs, at, (*step_max, *keep_top), *now_ns)
         }),
         C::Rename {
             fs,

@@ -296,7 +296,7 @@ pub fn remove_tree(
     ctx: ApplyContext,
     fs: &mut Fs,
     at: &Name,
-    step_max: u64,
+    (step_max, keep_top): (u64, bool),
     now_ns: i64,
 ) -> Step<FsResponse> {
     check_name(&at.name)?;
@@ -309,6 +309,12 @@ pub fn remove_tree(
         );
     };
     if top.kind != Kind::Dir {
+        if keep_top {
+            return Ok(FsResponse::Removed {
+                entries: 0,
+                done: true,
+            });
+        }
         unlink(txn, ctx, fs, at, now_ns)?;
         return Ok(FsResponse::Removed {
             entries: 1,
@@ -331,6 +337,12 @@ pub fn remove_tree(
             }
         };
         let Some(child) = child else {
+            if keep_top {
+                return Ok(FsResponse::Removed {
+                    entries: removed,
+                    done: true,
+                });
+            }
             // `top` is empty: remove it and finish.
             let (dir_ino, mut dir) = resolve_dir(txn, fs.id(), &at.dir)?;
             remove_empty_dir(
