@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::client::{Client, ListObjectsOptions, PutObjectOptions};
+use common::chunks::{chunk_usage, wait_for_chunks};
 use common::{content, eventually, TestCluster};
 
 const ELECTION_WAIT: Duration = Duration::from_secs(30);
@@ -37,27 +37,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// (files, bytes) in a node's chunk store.
-fn chunk_usage(data_dir: &Path) -> (u64, u64) {
-    let mut usage = (0, 0);
-    let Ok(shards) = std::fs::read_dir(data_dir.join("chunks")) else {
-        return usage;
-    };
-    for shard in shards.flatten() {
-        for file in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if file.file_name().len() == 64 {
-                usage.0 += 1;
-                usage.1 += file.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    usage
-}
-
 /// Waits until an upload's progress reached `bytes`.
 async fn wait_until_sent(sent: &AtomicU64, bytes: u64) {
     eventually(ELECTION_WAIT, || {
@@ -67,21 +46,6 @@ async fn wait_until_sent(sent: &AtomicU64, bytes: u64) {
                 Ok(())
             } else {
                 Err(now)
-            }
-        }
-    })
-    .await
-}
-
-/// Waits until a node's chunk store holds exactly `files` chunks; returns its usage.
-async fn wait_for_chunks(data_dir: &Path, files: u64) -> (u64, u64) {
-    eventually(ELECTION_WAIT, || {
-        let usage = chunk_usage(data_dir);
-        async move {
-            if usage.0 == files {
-                Ok(usage)
-            } else {
-                Err(usage)
             }
         }
     })

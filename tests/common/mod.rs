@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod chunks;
 pub mod http;
 
 use std::net::TcpListener;

@@ -217,10 +217,13 @@ impl FsApi {
             let txn = self.txn();
             let open = read::open(&txn, fs)?;
             let entry = read::stat(&txn, &open, &at)?;
-            if entry.inode.kind == Kind::Dir {
-                return Err(
-                    state::Error::fs(Errno::EISDIR, "a directory has no content to read").into(),
-                );
+            let not_a_file = match entry.inode.kind {
+                Kind::File => None,
+                Kind::Dir => Some((Errno::EISDIR, "a directory has no content to read")),
+                Kind::Symlink => Some((Errno::EINVAL, "a symlink has no content; read its target")),
+            };
+            if let Some((errno, what)) = not_a_file {
+                return Err(state::Error::fs(errno, what).into());
             }
             if offset > entry.inode.size {
                 let size = entry.inode.size;
