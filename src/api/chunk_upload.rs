@@ -94,12 +94,22 @@ async fn propose_chunk(
             data: data.to_vec(),
         }),
     };
+    // Small chunks (small files, file tails) share entries through group commit;
+    // large ones travel alone, pipelined.
+    let small = data.len() <= CHUNK_GROUP_COMMIT_BYTES_MAX;
     drop(data);
-    let (outcome, _) = node.write_alone(command).await?;
+    let (outcome, _) = if small {
+        node.write(command).await?
+    } else {
+        node.write_alone(command).await?
+    };
     drop(permit);
     outcome?;
     Ok(())
 }
+
+/// Chunks up to this size go through group commit with other writes.
+const CHUNK_GROUP_COMMIT_BYTES_MAX: usize = 256 * 1024;
 
 /// Hashes one touch command carries (32 bytes each).
 const TOUCH_HASHES_MAX: usize = 4096;
