@@ -94,6 +94,18 @@ fn shrink(
     Ok(())
 }
 
+/// Only regular files have content: `EISDIR` for a directory, `EINVAL` for a symlink.
+fn require_file(node: &Inode, target: &At) -> Step<()> {
+    match node.kind {
+        Kind::File => Ok(()),
+        Kind::Dir => refuse(
+            Errno::EISDIR,
+            format!("{} is a directory", describe(target)),
+        ),
+        Kind::Symlink => refuse(Errno::EINVAL, format!("{} is a symlink", describe(target))),
+    }
+}
+
 fn time(set: TimeSet, now_ns: i64) -> i64 {
     match set {
         TimeSet::Now => now_ns,
@@ -111,18 +123,7 @@ pub fn set_attr(
 ) -> Step<FsResponse> {
     let (ino, mut node) = resolve(txn, fs.id(), target)?;
     if let Some(size) = set.size {
-        match node.kind {
-            Kind::Dir => {
-                return refuse(
-                    Errno::EISDIR,
-                    format!("{} is a directory", describe(target)),
-                )
-            }
-            Kind::Symlink => {
-                return refuse(Errno::EINVAL, format!("{} is a symlink", describe(target)))
-            }
-            Kind::File => {}
-        }
+        require_file(&node, target)?;
         check_size(size)?;
         if size < node.size {
             shrink(txn, ctx, fs, ino, &mut node, size)?;
@@ -169,18 +170,7 @@ pub fn write(
     now_ns: i64,
 ) -> Step<FsResponse> {
     let (ino, mut node) = resolve(txn, fs.id(), target)?;
-    match node.kind {
-        Kind::Dir => {
-            return refuse(
-                Errno::EISDIR,
-                format!("{} is a directory", describe(target)),
-            )
-        }
-        Kind::Symlink => {
-            return refuse(Errno::EINVAL, format!("{} is a symlink", describe(target)))
-        }
-        Kind::File => {}
-    }
+    require_file(&node, target)?;
     if let Some(expected) = write.if_version {
         if expected != node.version {
             return Err(Error::WriteRaced.into());

@@ -192,6 +192,19 @@ pub fn make_dirs(
     Ok(entry(ino, node))
 }
 
+/// The directory of `at` and the entry `at` names (`ENOENT` if none).
+fn existing(txn: &Txn<'_>, fs: &Fs, at: &Name) -> Step<(u64, Inode, DirEntry)> {
+    check_name(&at.name)?;
+    let (dir_ino, dir) = resolve_dir(txn, fs.id(), &at.dir)?;
+    match lookup(txn, fs.id(), dir_ino, &at.name)? {
+        Some(found) => Ok((dir_ino, dir, found)),
+        None => refuse(
+            Errno::ENOENT,
+            format!("{}/{} does not exist", describe(&at.dir), at.name),
+        ),
+    }
+}
+
 pub fn unlink(
     txn: &mut Txn<'_>,
     ctx: ApplyContext,
@@ -199,14 +212,7 @@ pub fn unlink(
     at: &Name,
     now_ns: i64,
 ) -> Step<FsResponse> {
-    check_name(&at.name)?;
-    let (dir_ino, mut dir) = resolve_dir(txn, fs.id(), &at.dir)?;
-    let Some(found) = lookup(txn, fs.id(), dir_ino, &at.name)? else {
-        return refuse(
-            Errno::ENOENT,
-            format!("{}/{} does not exist", describe(&at.dir), at.name),
-        );
-    };
+    let (dir_ino, mut dir, found) = existing(txn, fs, at)?;
     if found.kind == Kind::Dir {
         return refuse(
             Errno::EISDIR,
@@ -249,14 +255,7 @@ pub fn rmdir(
     at: &Name,
     now_ns: i64,
 ) -> Step<FsResponse> {
-    check_name(&at.name)?;
-    let (dir_ino, mut dir) = resolve_dir(txn, fs.id(), &at.dir)?;
-    let Some(found) = lookup(txn, fs.id(), dir_ino, &at.name)? else {
-        return refuse(
-            Errno::ENOENT,
-            format!("{}/{} does not exist", describe(&at.dir), at.name),
-        );
-    };
+    let (dir_ino, mut dir, found) = existing(txn, fs, at)?;
     if found.kind != Kind::Dir {
         return refuse(
             Errno::ENOTDIR,
