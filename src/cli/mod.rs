@@ -15,6 +15,8 @@ pub mod kv;
 pub mod object;
 pub mod queue;
 pub mod server;
+pub mod storage;
+mod storage_sync;
 pub mod token;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +56,8 @@ pub enum Command {
     /// Queues: send, receive (pop or lease/ack), length.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// File systems: upload, download, ls, rm, mkdir, mv, du, stat, cat, fs.
+    Storage(storage::StorageArgs),
     /// Object storage: objects, buckets and presigned URLs.
     #[command(subcommand)]
     Object(object::ObjectCommand),
@@ -74,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kv(command) => kv::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Queue(command) => queue::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Object(command) => object::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Storage(args) => storage::run(client(&cli.endpoints, &cli.token)?, args).await,
         Command::Token(command) => token::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Cluster(command) => {
             cluster::run(client(&cli.endpoints, &cli.token)?, command).await

@@ -20,8 +20,11 @@ pub struct Txn<'a> {
     chunk_files: ChunkFiles,
     /// While a [`Mark`] is open: each write's key and the pending value it replaced
     /// (`None`: there was none), so a refused command can be undone.
-    undo: Option<Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>>,
+    undo: Option<Vec<Undo>>,
 }
+
+/// A key and the pending write it replaced (`None`: there was none).
+type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 /// A point a command's writes can be rolled back to (see [`Txn::mark`]).
 #[must_use]

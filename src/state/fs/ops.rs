@@ -382,11 +382,12 @@ struct Dirs(BTreeMap<u64, Inode>);
 
 impl Dirs {
     fn get(&mut self, txn: &Txn<'_>, fs_id: u64, ino: u64) -> sled::Result<&mut Inode> {
-        if !self.0.contains_key(&ino) {
-            let node = inode(txn, fs_id, ino)?.expect("resolved directories exist");
-            self.0.insert(ino, node);
-        }
-        Ok(self.0.get_mut(&ino).expect("just inserted"))
+        Ok(match self.0.entry(ino) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(inode(txn, fs_id, ino)?.expect("resolved directories exist"))
+            }
+        })
     }
 
     fn save(self, txn: &mut Txn<'_>, fs_id: u64) {
