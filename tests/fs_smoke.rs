@@ -17,7 +17,11 @@ async fn files_round_trip_through_a_three_node_cluster() {
     fs.mkdir("/a/b", 0o755, true).await.unwrap();
     let data = common::content("smoke", 3 * 1024 * 1024 + 17);
     let report = fs
-        .upload_bytes("/a/b/file", Bytes::from(data.clone()), &UploadOptions::default())
+        .upload_bytes(
+            "/a/b/file",
+            Bytes::from(data.clone()),
+            &UploadOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(report.attr.size, data.len() as u64);
@@ -31,6 +35,9 @@ async fn files_round_trip_through_a_three_node_cluster() {
     let err = fs.mkdir("/a", 0o755, false).await.unwrap_err();
     assert_eq!(err.errno(), Some(Errno::EEXIST));
     fs.rename("/a/b/file", "/a/moved").await.unwrap();
-    assert_eq!(fs.stat("/a/b/file").await.unwrap_err().errno(), Some(Errno::ENOENT));
+    assert_eq!(
+        fs.stat("/a/b/file").await.unwrap_err().errno(),
+        Some(Errno::ENOENT)
+    );
     assert_eq!(fs.remove_all("/a").await.unwrap(), 3);
 }
