@@ -376,6 +376,20 @@ pub fn remove_tree(
     })
 }
 
+/// Whether directory `ancestor` is `dir` or one of its ancestors.
+fn is_ancestor(txn: &Txn<'_>, fs_id: u64, ancestor: u64, dir: u64) -> sled::Result<bool> {
+    let mut up = dir;
+    loop {
+        if up == ancestor {
+            return Ok(true);
+        }
+        if up == ROOT_INO {
+            return Ok(false);
+        }
+        up = inode(txn, fs_id, up)?.expect("ancestors exist").parent;
+    }
+}
+
 /// Directory inodes a rename reads and writes, each once even when two roles name
 /// the same directory.
 struct Dirs(BTreeMap<u64, Inode>);
@@ -416,26 +430,21 @@ pub fn rename(
     let Some(source) = lookup(txn, fs_id, from_dir, &from.name)? else {
         return refuse(Errno::ENOENT, format!("{} does not exist", shown(from)));
     };
-    if source.kind == Kind::Dir {
-        // A directory cannot move into its own subtree.
-        let mut up = to_dir;
-        loop {
-            if up == source.ino {
-                return refuse(
-                    Errno::EINVAL,
-                    format!("{} cannot move into itself", shown(from)),
-                );
-            }
-            if up == ROOT_INO {
-                break;
-            }
-            up = inode(txn, fs_id, up)?.expect("ancestors exist").parent;
-        }
+    // A directory cannot move into its own subtree.
+    if source.kind == Kind::Dir && is_ancestor(txn, fs_id, source.ino, to_dir)? {
+        return refuse(
+            Errno::EINVAL,
+            format!("{} cannot move into itself", shown(from)),
+        );
     }
     let replaced = lookup(txn, fs_id, to_dir, &to.name)?;
     if let Some(target) = replaced {
         if target.ino == source.ino {
             return Ok(FsResponse::Done); // both names are links to one inode: POSIX does nothing
+        }
+        // Replacing a directory that contains the source (Linux checks this first).
+        if target.kind == Kind::Dir && is_ancestor(txn, fs_id, target.ino, from_dir)? {
+            return refuse(Errno::ENOTEMPTY, format!("{} is not empty", shown(to)));
         }
         if noreplace {
             return refuse(Errno::EEXIST, format!("{} exists", shown(to)));
@@ -486,6 +495,14 @@ pub fn link(
     check_name(&at.name)?;
     let fs_id = fs.id();
     let (ino, mut node) = resolve(txn, fs_id, target)?;
+    // Linux's order: the new name's directory and the name itself, then the kind.
+    let (dir_ino, mut dir) = resolve_dir(txn, fs_id, &at.dir)?;
+    if lookup(txn, fs_id, dir_ino, &at.name)?.is_some() {
+        return refuse(
+            Errno::EEXIST,
+            format!("{}/{} exists", describe(&at.dir), at.name),
+        );
+    }
     if node.kind == Kind::Dir {
         return refuse(
             Errno::EPERM,
@@ -499,13 +516,6 @@ pub fn link(
         return refuse(
             Errno::ENOENT,
             format!("{} has been removed", describe(target)),
-        );
-    }
-    let (dir_ino, mut dir) = resolve_dir(txn, fs_id, &at.dir)?;
-    if lookup(txn, fs_id, dir_ino, &at.name)?.is_some() {
-        return refuse(
-            Errno::EEXIST,
-            format!("{}/{} exists", describe(&at.dir), at.name),
         );
     }
     add_link(&mut node, &describe(target))?;
