@@ -1,24 +1,26 @@
-//! POSIX semantics of the file system through the SDK on a 3-node cluster:
-//! atomic rename-over under concurrent readers, the errnos of the namespace calls,
-//! exact link counts, symlinks, truncate and holes, xattrs, files that stay
-//! readable through an open handle after their last name goes, hostile paths,
-//! and an upload that survives the leader being killed mid-stream.
+//! POSIX behaviour of the replicated file system, seen only through the SDK on a
+//! 3-node cluster: rename-over stays atomic for concurrent readers (multi-chunk
+//! versions included), the namespace errnos and exact link counts, symlinks,
+//! truncate and holes, xattrs, unlinked-but-open files, hostile paths that are
+//! refused without changing anything, and a 64 MiB upload through a leader kill
+//! whose chunks are then shared with an identical object.
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn::client::{Errno, Error, FileKind, FsClient, UploadOptions, UploadPiece};
-use common::chunks::wait_for_chunks;
+use cairn::client::{Errno, Error, FileKind, FsClient, FsInfo, UploadOptions};
+use common::chunks::{chunk_usage, wait_for_chunks};
 use common::{content, eventually, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
 
-async fn cluster() -> (TestCluster, FsClient) {
+async fn three_nodes() -> (TestCluster, FsClient) {
     let cluster = TestCluster::start(3, &[]);
     cluster.wait_for_leader(WAIT).await;
     let fs = cluster.client().fs("default");
@@ -26,346 +28,583 @@ async fn cluster() -> (TestCluster, FsClient) {
     (cluster, fs)
 }
 
-fn errno<T: std::fmt::Debug>(result: Result<T, Error>) -> Errno {
+/// The errno of a call that must fail.
+fn errno_of<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) -> Errno {
     match result {
-        Err(e) => e.errno().unwrap_or_else(|| panic!("not an errno: {e:?}")),
-        Ok(v) => panic!("expected an errno, got {v:?}"),
+        Err(e) => e
+            .errno()
+            .unwrap_or_else(|| panic!("{what}: an error without errno: {e:?}")),
+        Ok(v) => panic!("{what}: expected an errno, got Ok({v:?})"),
     }
 }
 
-fn opts() -> UploadOptions {
+fn upload_opts() -> UploadOptions {
     UploadOptions::default()
 }
 
-/// Content that says which version it is and checks itself: 8-byte version, then
-/// a fill derived from it.
+// ---------------------------------------------------------------------------
+// Rename-over atomicity
+// ---------------------------------------------------------------------------
+
+const MAGIC: &[u8; 8] = b"CAIRNVER";
+const HEADER: usize = 24;
+
+fn version_len(version: u64) -> usize {
+    if version.is_multiple_of(8) {
+        // Two chunks: a torn read could mix the blocks of two versions.
+        MIB + 4096 + version as usize
+    } else {
+        16 * 1024 + version as usize * 13
+    }
+}
+
+fn fill(version: u64, i: usize) -> u8 {
+    // Depends on the block too, so a block from another version or offset shows.
+    (version as usize)
+        .wrapping_mul(131)
+        .wrapping_add(i.wrapping_mul(7))
+        .wrapping_add(i >> 20) as u8
+}
+
+/// Self-describing content: magic, version, total length, then a fill pattern.
 fn version_bytes(version: u64) -> Bytes {
-    let len = 64 * 1024 + (version as usize % 7) * 1000;
-    let mut data = version.to_le_bytes().to_vec();
-    data.extend((0..len).map(|i| (version as usize * 31 + i) as u8));
+    let len = version_len(version);
+    let mut data = Vec::with_capacity(len);
+    data.extend_from_slice(MAGIC);
+    data.extend_from_slice(&version.to_le_bytes());
+    data.extend_from_slice(&(len as u64).to_le_bytes());
+    data.extend((HEADER..len).map(|i| fill(version, i)));
     Bytes::from(data)
 }
 
+/// Checks a read is one whole version; returns it.
 fn check_version(data: &[u8]) -> u64 {
-    let version = u64::from_le_bytes(data[..8].try_into().expect("8-byte header"));
     assert!(
-        data == version_bytes(version),
-        "a read saw a torn or mixed file (version {version})"
+        data.len() >= HEADER,
+        "a read of {} bytes: shorter than the header (torn)",
+        data.len()
     );
+    assert_eq!(&data[..8], MAGIC, "the header's magic is wrong (torn)");
+    let version = u64::from_le_bytes(data[8..16].try_into().unwrap());
+    let len = u64::from_le_bytes(data[16..24].try_into().unwrap()) as usize;
+    assert_eq!(
+        len,
+        version_len(version),
+        "version {version}: bad length field"
+    );
+    assert_eq!(
+        data.len(),
+        len,
+        "version {version}: read {} bytes of {len} (torn)",
+        data.len()
+    );
+    if let Some(i) = (HEADER..len).find(|&i| data[i] != fill(version, i)) {
+        panic!("version {version}: byte {i} is not this version's (torn or mixed)");
+    }
     version
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rename_over_is_atomic_for_concurrent_readers() {
-    let (_cluster, fs) = cluster().await;
-    fs.upload_bytes("/t", version_bytes(0), &opts())
+async fn rename_over_is_atomic_while_readers_loop() {
+    let (_cluster, fs) = three_nodes().await;
+    fs.upload_bytes("/t", version_bytes(0), &upload_opts())
         .await
         .unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    let mut readers = Vec::new();
-    for _ in 0..2 {
-        let (fs, done) = (fs.clone(), done.clone());
-        readers.push(tokio::spawn(async move {
-            let (mut reads, mut last) = (0u64, 0u64);
-            while !done.load(Ordering::Relaxed) {
-                let data = fs
-                    .read_file("/t")
-                    .await
-                    .expect("the target never disappears");
-                let version = check_version(&data);
-                assert!(version >= last, "versions went back: {last} then {version}");
-                last = version;
-                reads += 1;
-            }
-            reads
-        }));
-    }
-    for version in 1..=200u64 {
-        fs.upload_bytes("/t.tmp", version_bytes(version), &opts())
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (fs, done) = (fs.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = HashSet::new();
+                let mut last = 0;
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let data = match fs.read_file("/t").await {
+                        Ok(data) => data,
+                        Err(e) => panic!("a reader failed after {reads} reads: {e:?}"),
+                    };
+                    let version = check_version(&data);
+                    assert!(version >= last, "a reader went back: {last} then {version}");
+                    last = version;
+                    seen.insert(version);
+                    reads += 1;
+                }
+                (reads, seen.len())
+            })
+        })
+        .collect();
+    const N: u64 = 200;
+    for version in 1..=N {
+        fs.upload_bytes("/t.tmp", version_bytes(version), &upload_opts())
             .await
             .unwrap();
         fs.rename("/t.tmp", "/t").await.unwrap();
     }
     done.store(true, Ordering::Relaxed);
     for reader in readers {
-        assert!(reader.await.unwrap() > 0);
+        let (reads, distinct) = reader.await.expect("a reader panicked");
+        println!("reader: {reads} reads, {distinct} distinct versions");
+        assert!(
+            reads > 0 && distinct > 1,
+            "the reader overlapped the writer"
+        );
     }
-    assert_eq!(check_version(&fs.read_file("/t").await.unwrap()), 200);
-    assert_eq!(errno(fs.stat("/t.tmp").await), Errno::ENOENT);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn namespace_calls_keep_posix_semantics() {
-    let (_cluster, fs) = cluster().await;
-    fs.mkdir("/a/b/c", 0o755, true).await.unwrap();
-    // A directory cannot move into its own subtree.
-    assert_eq!(errno(fs.rename("/a", "/a/b/c/a").await), Errno::EINVAL);
-    assert_eq!(errno(fs.rename("/a/b", "/a/b/x").await), Errno::EINVAL);
-    assert_eq!(errno(fs.rmdir("/a/b").await), Errno::ENOTEMPTY);
-    fs.create("/a/f", 0o644, true).await.unwrap();
-    assert_eq!(errno(fs.create("/a/f", 0o644, true).await), Errno::EEXIST);
-    assert_eq!(errno(fs.mkdir("/a/f", 0o755, false).await), Errno::EEXIST);
-    assert_eq!(errno(fs.rmdir("/a/f").await), Errno::ENOTDIR);
-    assert_eq!(errno(fs.unlink("/a/b").await), Errno::EISDIR);
+    assert_eq!(check_version(&fs.read_file("/t").await.unwrap()), N);
     assert_eq!(
-        errno(fs.create("/a/f/x", 0o644, true).await),
-        Errno::ENOTDIR
-    );
-    assert_eq!(
-        errno(fs.create("/nope/x", 0o644, true).await),
+        errno_of("stat /t.tmp", fs.stat("/t.tmp").await),
         Errno::ENOENT
     );
-    assert_eq!(errno(fs.rename("/a/f", "/a/b").await), Errno::EISDIR);
-    assert_eq!(errno(fs.rename("/a/b", "/a/f").await), Errno::ENOTDIR);
-    fs.create("/a/g", 0o644, true).await.unwrap();
+    assert_eq!(fs.list("/").await.unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Namespace and data semantics
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_links_symlinks_data_and_xattrs() {
+    let (_cluster, fs) = three_nodes().await;
+
+    // A directory cannot go into its own subtree.
+    fs.mkdir("/p/q/r", 0o755, true).await.unwrap();
+    for (from, to) in [
+        ("/p", "/p/q/r/p"),
+        ("/p", "/p/q/r"),
+        ("/p/q", "/p/q/r/x"),
+        ("/p/q", "/p/q/new"),
+    ] {
+        assert_eq!(
+            errno_of(&format!("rename {from} {to}"), fs.rename(from, to).await),
+            Errno::EINVAL,
+            "rename {from} -> {to}"
+        );
+    }
+    assert!(
+        fs.stat("/p/q/r").await.is_ok(),
+        "the refused renames moved nothing"
+    );
     assert_eq!(
-        errno(fs.rename_noreplace("/a/g", "/a/f").await),
+        errno_of("stat /p/q/r/p", fs.stat("/p/q/r/p").await),
+        Errno::ENOENT
+    );
+
+    // rmdir of a non-empty directory.
+    assert_eq!(errno_of("rmdir /p", fs.rmdir("/p").await), Errno::ENOTEMPTY);
+    assert_eq!(
+        errno_of("rmdir /p/q", fs.rmdir("/p/q").await),
+        Errno::ENOTEMPTY
+    );
+    fs.create("/p/q/r/file", 0o644, true).await.unwrap();
+    assert_eq!(
+        errno_of("rmdir /p/q/r", fs.rmdir("/p/q/r").await),
+        Errno::ENOTEMPTY
+    );
+
+    // Exclusive create of an existing name; a plain create opens it.
+    let f = fs.create("/p/f", 0o640, true).await.unwrap();
+    assert_eq!(
+        errno_of("create excl /p/f", fs.create("/p/f", 0o644, true).await),
         Errno::EEXIST
     );
-
-    // nlink: files count their names, directories 2 + their subdirectories.
-    assert_eq!(fs.stat("/a").await.unwrap().nlink, 3);
-    fs.mkdir("/a/d2", 0o755, false).await.unwrap();
-    assert_eq!(fs.stat("/a").await.unwrap().nlink, 4);
-    fs.rename("/a/d2", "/a/b/d2").await.unwrap();
     assert_eq!(
-        (
-            fs.stat("/a").await.unwrap().nlink,
-            fs.stat("/a/b").await.unwrap().nlink
-        ),
-        (3, 4)
+        errno_of("create excl /p/q", fs.create("/p/q", 0o644, true).await),
+        Errno::EEXIST
     );
-    fs.rmdir("/a/b/d2").await.unwrap();
-    assert_eq!(fs.stat("/a/b").await.unwrap().nlink, 3);
-    fs.link("/a/f", "/a/f2").await.unwrap();
-    fs.link("/a/f", "/a/b/f3").await.unwrap();
-    assert_eq!(fs.stat("/a/f").await.unwrap().nlink, 3);
-    assert_eq!(errno(fs.link("/a/b", "/a/blink").await), Errno::EPERM);
-    fs.unlink("/a/f2").await.unwrap();
-    assert_eq!(fs.stat("/a/b/f3").await.unwrap().nlink, 2);
-    // Rename onto another name of the same inode changes nothing.
-    fs.rename("/a/f", "/a/b/f3").await.unwrap();
-    assert_eq!(fs.stat("/a/f").await.unwrap().nlink, 2);
-    // Rename over a file drops the replaced name's link.
-    fs.rename("/a/g", "/a/b/f3").await.unwrap();
-    assert_eq!(fs.stat("/a/f").await.unwrap().nlink, 1);
-    // Over an empty directory.
-    fs.mkdir("/a/empty", 0o755, false).await.unwrap();
-    fs.rename("/a/b/c", "/a/empty").await.unwrap();
-    assert_eq!(fs.stat("/a/empty").await.unwrap().kind, FileKind::Dir);
-    assert_eq!(errno(fs.stat("/a/b/c").await), Errno::ENOENT);
+    assert_eq!(fs.create("/p/f", 0o644, false).await.unwrap().ino, f.ino);
+    assert_eq!(fs.stat("/p/f").await.unwrap().mode, 0o640);
 
-    // Symlinks.
-    fs.symlink("../f", "/a/b/sl").await.unwrap();
-    assert_eq!(fs.readlink("/a/b/sl").await.unwrap(), "../f");
-    assert_eq!(fs.stat("/a/b/sl").await.unwrap().kind, FileKind::Symlink);
-    assert_eq!(errno(fs.readlink("/a/f").await), Errno::EINVAL);
+    // nlink of a file counts its names.
+    assert_eq!(f.nlink, 1);
+    fs.link("/p/f", "/p/q/g").await.unwrap();
+    assert_eq!(fs.stat("/p/f").await.unwrap().nlink, 2);
+    let third = fs.link("/p/q/g", "/h").await.unwrap();
+    assert_eq!((third.ino, third.nlink), (f.ino, 3));
+    for p in ["/p/f", "/p/q/g", "/h"] {
+        assert_eq!(fs.stat(p).await.unwrap().nlink, 3, "{p}");
+    }
+    assert_eq!(
+        errno_of("link onto existing", fs.link("/p/f", "/h").await),
+        Errno::EEXIST
+    );
+    fs.unlink("/p/f").await.unwrap();
+    assert_eq!(fs.stat_ino(f.ino).await.unwrap().nlink, 2);
+    fs.unlink("/h").await.unwrap();
+    assert_eq!(fs.stat("/p/q/g").await.unwrap().nlink, 1);
+    fs.unlink("/p/q/g").await.unwrap();
+    assert_eq!(
+        errno_of("stat /p/q/g", fs.stat("/p/q/g").await),
+        Errno::ENOENT
+    );
+
+    // nlink of a directory: 2 + its subdirectories (files do not count).
+    let root_before = fs.stat("/").await.unwrap().nlink;
+    assert_eq!(root_before, 3, "the root holds one directory, /p");
+    assert_eq!(fs.stat("/p").await.unwrap().nlink, 3);
+    fs.create("/p/plain", 0o644, true).await.unwrap();
+    assert_eq!(fs.stat("/p").await.unwrap().nlink, 3);
+    fs.mkdir("/p/s1", 0o755, false).await.unwrap();
+    fs.mkdir("/p/s2", 0o755, false).await.unwrap();
+    assert_eq!(fs.stat("/p").await.unwrap().nlink, 5);
+    assert_eq!(fs.stat("/p/s1").await.unwrap().nlink, 2);
+    fs.rmdir("/p/s1").await.unwrap();
+    assert_eq!(fs.stat("/p").await.unwrap().nlink, 4);
+    fs.rename("/p/s2", "/s2").await.unwrap();
+    assert_eq!(fs.stat("/p").await.unwrap().nlink, 3);
+    assert_eq!(fs.stat("/").await.unwrap().nlink, root_before + 1);
+    fs.rmdir("/s2").await.unwrap();
+    assert_eq!(fs.stat("/").await.unwrap().nlink, root_before);
+
+    // Symlinks: stored verbatim, never followed by path resolution.
+    let sl = fs.symlink("q/r", "/p/sl").await.unwrap();
+    assert_eq!(sl.kind, FileKind::Symlink);
+    assert_eq!(sl.size, 3, "a symlink's size is its target's length");
+    assert_eq!(fs.readlink("/p/sl").await.unwrap(), "q/r");
+    assert_eq!(fs.stat("/p/sl").await.unwrap().kind, FileKind::Symlink);
+    fs.symlink("/does/not/exist", "/dangling").await.unwrap();
+    assert_eq!(fs.readlink("/dangling").await.unwrap(), "/does/not/exist");
+    assert_eq!(
+        errno_of("readlink of a file", fs.readlink("/p/plain").await),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        errno_of("readlink of a dir", fs.readlink("/p").await),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        errno_of(
+            "create through a symlink",
+            fs.create("/p/sl/file", 0o644, true).await
+        ),
+        Errno::ENOTDIR
+    );
+    let kinds: Vec<_> = fs
+        .list("/p")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    assert!(
+        kinds.contains(&("sl".to_string(), FileKind::Symlink)),
+        "{kinds:?}"
+    );
+    fs.unlink("/p/sl").await.unwrap();
+    assert!(
+        fs.stat("/p/q/r").await.is_ok(),
+        "unlinking a symlink leaves its target"
+    );
+
+    // Truncate down then up: the cut bytes come back as zeros.
+    let data = content("posix-trunc", 2 * MIB + MIB / 2);
+    fs.upload_bytes("/tr", Bytes::from(data.clone()), &upload_opts())
+        .await
+        .unwrap();
+    let cut = MIB + MIB / 2 + 3;
+    assert_eq!(
+        fs.truncate("/tr", cut as u64).await.unwrap().size,
+        cut as u64
+    );
+    assert!(fs.read_file("/tr").await.unwrap() == data[..cut]);
+    assert_eq!(
+        fs.truncate("/tr", 3 * MIB as u64).await.unwrap().size,
+        3 * MIB as u64
+    );
+    let mut expected = data[..cut].to_vec();
+    expected.resize(3 * MIB, 0);
+    let got = fs.read_file("/tr").await.unwrap();
+    assert_eq!(got.len(), expected.len());
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != expected[i]) {
+        panic!(
+            "after truncate down and up, byte {i} is {} not {}",
+            got[i], expected[i]
+        );
+    }
+    fs.truncate("/tr", 0).await.unwrap();
+    assert_eq!(fs.stat("/tr").await.unwrap().allocated_bytes, 0);
+    assert!(fs.read_file("/tr").await.unwrap().is_empty());
+
+    // A write past EOF leaves a hole of zeros that costs no storage.
+    fs.create("/hole", 0o644, true).await.unwrap();
+    let at = 5 * MIB as u64 + 100;
+    let attr = fs.write_at("/hole", at, b"abc").await.unwrap();
+    assert_eq!(attr.size, at + 3);
+    assert!(
+        attr.allocated_bytes > 0 && attr.allocated_bytes <= MIB as u64,
+        "only the written block is allocated: {}",
+        attr.allocated_bytes
+    );
+    let attr = fs.write_at("/hole", 0, b"head").await.unwrap();
+    assert!(
+        attr.allocated_bytes <= 2 * MIB as u64,
+        "two blocks written: {}",
+        attr.allocated_bytes
+    );
+    let got = fs.read_file("/hole").await.unwrap();
+    assert_eq!(got.len() as u64, at + 3);
+    assert_eq!(&got[..4], b"head");
+    assert!(
+        got[4..at as usize].iter().all(|b| *b == 0),
+        "the hole reads as zeros"
+    );
+    assert_eq!(&got[at as usize..], b"abc");
+    let middle = fs
+        .read_ino(attr.ino, 2 * MIB as u64 + 7, 1000)
+        .await
+        .unwrap();
+    assert_eq!(middle, vec![0; 1000]);
 
     // Extended attributes.
-    fs.set_xattr("/a/f", "user.tag", b"one").await.unwrap();
-    fs.set_xattr("/a/f", "user.other", b"").await.unwrap();
-    assert_eq!(fs.get_xattr("/a/f", "user.tag").await.unwrap(), b"one");
-    let mut names = fs.list_xattrs("/a/f").await.unwrap();
+    fs.set_xattr("/p/plain", "user.a", b"1").await.unwrap();
+    fs.set_xattr("/p/plain", "user.b", b"two").await.unwrap();
+    fs.set_xattr("/p/plain", "user.a", b"one").await.unwrap();
+    assert_eq!(fs.get_xattr("/p/plain", "user.a").await.unwrap(), b"one");
+    assert_eq!(fs.get_xattr("/p/plain", "user.b").await.unwrap(), b"two");
+    let mut names = fs.list_xattrs("/p/plain").await.unwrap();
     names.sort();
-    assert_eq!(names, ["user.other", "user.tag"]);
-    fs.remove_xattr("/a/f", "user.tag").await.unwrap();
+    assert_eq!(names, ["user.a", "user.b"]);
+    fs.remove_xattr("/p/plain", "user.a").await.unwrap();
+    assert_eq!(fs.list_xattrs("/p/plain").await.unwrap(), ["user.b"]);
     assert_eq!(
-        errno(fs.get_xattr("/a/f", "user.tag").await),
+        errno_of("get removed", fs.get_xattr("/p/plain", "user.a").await),
         Errno::ENODATA
     );
     assert_eq!(
-        errno(fs.remove_xattr("/a/f", "user.tag").await),
+        errno_of("get never set", fs.get_xattr("/p/plain", "user.zz").await),
         Errno::ENODATA
     );
     assert_eq!(
-        errno(fs.set_xattr("/a/f", "user.big", &vec![0; 65 * 1024]).await),
-        Errno::E2BIG
+        errno_of(
+            "remove missing",
+            fs.remove_xattr("/p/plain", "user.a").await
+        ),
+        Errno::ENODATA
     );
+    fs.set_xattr("/p", "user.dir", b"d").await.unwrap();
+    assert_eq!(fs.get_xattr("/p", "user.dir").await.unwrap(), b"d");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn truncate_holes_and_writes_read_back_exactly() {
-    let (_cluster, fs) = cluster().await;
-    let data = content("t", 3 * MIB + 100);
-    fs.upload_bytes("/f", Bytes::from(data.clone()), &opts())
-        .await
-        .unwrap();
-    // Down to the middle of block 1, then up again: the cut bytes read as zeros.
-    fs.truncate("/f", MIB as u64 + 10).await.unwrap();
-    assert_eq!(fs.read_file("/f").await.unwrap(), &data[..MIB + 10]);
-    fs.truncate("/f", 2 * MIB as u64).await.unwrap();
-    let mut expected = data[..MIB + 10].to_vec();
-    expected.resize(2 * MIB, 0);
-    assert!(fs.read_file("/f").await.unwrap() == expected);
-    // A write far past the end leaves a hole that reads as zeros and costs nothing.
-    fs.create("/sparse", 0o644, true).await.unwrap();
-    let attr = fs
-        .write_at("/sparse", 10 * MIB as u64 + 3, b"tail")
-        .await
-        .unwrap();
-    assert_eq!(attr.size, 10 * MIB as u64 + 7);
-    assert!(
-        attr.allocated_bytes <= MIB as u64,
-        "only the written block is stored"
-    );
-    let got = fs.read_file("/sparse").await.unwrap();
-    assert!(got[..10 * MIB + 3].iter().all(|b| *b == 0));
-    assert_eq!(&got[10 * MIB + 3..], b"tail");
-    // A write across a block boundary into existing data.
-    fs.write_at("/f", MIB as u64 - 2, b"XXXX").await.unwrap();
-    expected[MIB - 2..MIB + 2].copy_from_slice(b"XXXX");
-    assert!(fs.read_file("/f").await.unwrap() == expected);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unlinked_open_file_stays_readable_until_released() {
-    let (cluster, fs) = cluster().await;
-    let data = content("open", 2 * MIB + 3);
-    fs.upload_bytes("/held", Bytes::from(data.clone()), &opts())
+async fn an_unlinked_open_file_lives_until_release() {
+    let (_cluster, fs) = three_nodes().await;
+    let data = content("posix-open", MIB + MIB / 2 + 11);
+    let empty = fs.statfs().await.unwrap().bytes_used;
+    fs.upload_bytes("/held", Bytes::from(data.clone()), &upload_opts())
         .await
         .unwrap();
     let used = fs.statfs().await.unwrap().bytes_used;
+    assert_eq!(used, empty + data.len() as u64);
     let handle = fs.open("/held").await.unwrap();
+    assert_eq!(handle.attr.size, data.len() as u64);
     fs.unlink("/held").await.unwrap();
-    assert_eq!(errno(fs.stat("/held").await), Errno::ENOENT);
-    assert!(fs.read_ino(handle.ino, 0, 0).await.unwrap() == data);
+    assert_eq!(
+        errno_of("stat /held", fs.stat("/held").await),
+        Errno::ENOENT
+    );
+    assert!(fs.list("/").await.unwrap().is_empty());
+    let whole = fs.read_ino(handle.ino, 0, data.len() as u64).await.unwrap();
+    assert!(whole == data, "the open file still reads its bytes");
+    let across = fs.read_ino(handle.ino, MIB as u64 - 5, 10).await.unwrap();
+    assert_eq!(across, &data[MIB - 5..MIB + 5]);
+    assert_eq!(fs.stat_ino(handle.ino).await.unwrap().nlink, 0);
     assert_eq!(
         fs.statfs().await.unwrap().bytes_used,
         used,
-        "still counted while open"
+        "an open unlinked file is still counted"
     );
     fs.release(&handle).await.unwrap();
-    assert_eq!(errno(fs.stat_ino(handle.ino).await), Errno::ESTALE);
     assert_eq!(
-        fs.statfs().await.unwrap().bytes_used,
-        used - data.len() as u64
+        errno_of("stat_ino after release", fs.stat_ino(handle.ino).await),
+        Errno::ESTALE
     );
-    drop(cluster);
+    eventually(WAIT, || {
+        let fs = fs.clone();
+        async move {
+            let now = fs.statfs().await.map_err(|e| format!("{e:?}"))?.bytes_used;
+            if now == empty {
+                Ok(())
+            } else {
+                Err(format!("bytes_used {now}, want {empty}"))
+            }
+        }
+    })
+    .await;
 }
 
+// ---------------------------------------------------------------------------
+// Hostile paths
+// ---------------------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hostile_paths_get_their_errno_and_change_nothing() {
-    let (_cluster, fs) = cluster().await;
+async fn hostile_paths_are_refused_and_change_nothing() {
+    let (_cluster, fs) = three_nodes().await;
     fs.mkdir("/keep", 0o755, false).await.unwrap();
-    let before = (fs.list("/").await.unwrap(), fs.statfs().await.unwrap());
+    fs.create("/keep/f", 0o644, true).await.unwrap();
+    let snapshot = |fs: FsClient| async move {
+        let listing: Vec<_> = fs
+            .list("/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.ino, e.kind))
+            .collect();
+        let info: FsInfo = fs.statfs().await.unwrap();
+        (listing, info.bytes_used, info.inodes_used, info)
+    };
+    let before = snapshot(fs.clone()).await;
+
+    let nul = "/a\0b".to_string();
     let long_name = format!("/{}", "n".repeat(256));
-    let long_path = format!("/{}", vec!["d".repeat(200); 21].join("/"));
-    let cases: Vec<(&str, Errno)> = vec![
-        ("/a\0b", Errno::EINVAL),
+    let long_path = format!("/{}", vec!["d".repeat(250); 17].join("/")); // 4268 bytes
+    assert!(long_path.len() > 4097);
+    let nested_long_name = format!("/keep/{}", "m".repeat(256));
+    let cases = [
+        (&nul, Errno::EINVAL),
         (&long_name, Errno::ENAMETOOLONG),
+        (&nested_long_name, Errno::ENAMETOOLONG),
         (&long_path, Errno::ENAMETOOLONG),
     ];
-    for (path, expected) in &cases {
-        assert_eq!(
-            errno(
-                fs.upload_bytes(path, Bytes::from_static(b"x"), &opts())
+    for (path, want) in cases {
+        let shown = format!("{:?}…", &path[..path.len().min(24)]);
+        let calls: Vec<(&str, Result<(), Error>)> = vec![
+            ("create", fs.create(path, 0o644, true).await.map(|_| ())),
+            ("mkdir", fs.mkdir(path, 0o755, true).await.map(|_| ())),
+            (
+                "upload",
+                fs.upload_bytes(path, Bytes::from_static(b"x"), &upload_opts())
                     .await
+                    .map(|_| ()),
             ),
-            *expected,
-            "{path:?}"
-        );
-        assert_eq!(
-            errno(fs.mkdir(path, 0o755, true).await),
-            *expected,
-            "{path:?}"
-        );
-        assert_eq!(
-            errno(fs.create(path, 0o644, true).await),
-            *expected,
-            "{path:?}"
-        );
-        assert_eq!(errno(fs.rename("/keep", path).await), *expected, "{path:?}");
-        assert_eq!(errno(fs.stat(path).await), *expected, "{path:?}");
+            ("symlink", fs.symlink("/keep", path).await.map(|_| ())),
+            ("link", fs.link("/keep/f", path).await.map(|_| ())),
+            ("rename to", fs.rename("/keep/f", path).await),
+            ("rename from", fs.rename(path, "/moved").await),
+            ("unlink", fs.unlink(path).await),
+            ("rmdir", fs.rmdir(path).await),
+            ("stat", fs.stat(path).await.map(|_| ())),
+            ("set_xattr", fs.set_xattr(path, "user.x", b"v").await),
+            ("truncate", fs.truncate(path, 1).await.map(|_| ())),
+        ];
+        for (call, result) in calls {
+            assert_eq!(
+                errno_of(&format!("{call} {shown}"), result),
+                want,
+                "{call} {shown}"
+            );
+            assert_eq!(
+                snapshot(fs.clone()).await,
+                before,
+                "{call} {shown} was refused but changed the root listing or statfs"
+            );
+        }
     }
+    assert!(fs.stat("/keep/f").await.is_ok());
     assert_eq!(
-        errno(fs.remove_all("/").await),
-        Errno::EINVAL,
-        "the root cannot be removed"
+        errno_of("stat /moved", fs.stat("/moved").await),
+        Errno::ENOENT
     );
-    assert_eq!(errno(fs.rename("/", "/x").await), Errno::EINVAL);
-    let after = (fs.list("/").await.unwrap(), fs.statfs().await.unwrap());
-    assert_eq!(before, after, "refused calls changed nothing");
-    // `..` chains resolve inside the root.
-    fs.upload_bytes("../../../../escape", Bytes::from_static(b"in"), &opts())
+
+    // A name of exactly 255 bytes is fine.
+    let max_name = format!("/keep/{}", "k".repeat(255));
+    fs.create(&max_name, 0o644, true).await.unwrap();
+    fs.unlink(&max_name).await.unwrap();
+
+    // `..` is lexical and stops at the root.
+    let root_ino = fs.stat("/").await.unwrap().ino;
+    assert_eq!(fs.stat("/../..").await.unwrap().ino, root_ino);
+    let x = fs.create("../../../x", 0o644, true).await.unwrap();
+    assert_eq!(fs.stat("/x").await.unwrap().ino, x.ino);
+    fs.write_at("/keep/../../../x", 0, b"inside").await.unwrap();
+    assert_eq!(fs.read_file("/x").await.unwrap(), b"inside");
+    fs.mkdir("/keep/../../d", 0o755, false).await.unwrap();
+    let mut names: Vec<_> = fs
+        .list("/")
         .await
-        .unwrap();
-    assert_eq!(fs.read_file("/escape").await.unwrap(), b"in");
-    fs.upload_bytes("/keep/../../keep/./x", Bytes::from_static(b"y"), &opts())
-        .await
-        .unwrap();
-    assert_eq!(fs.read_file("/keep/x").await.unwrap(), b"y");
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["d", "keep", "x"],
+        "everything landed inside the root"
+    );
+    let after = fs.statfs().await.unwrap();
+    assert_eq!(after.inodes_used, before.2 + 2);
 }
 
+// ---------------------------------------------------------------------------
+// Leader kill mid-upload, then chunk sharing with objects
+// ---------------------------------------------------------------------------
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_upload_survives_a_leader_kill_and_files_share_chunks_with_objects() {
-    let (mut cluster, fs) = cluster().await;
-    let client = cluster.client();
-    let data = Bytes::from(content("kill", 64 * MIB));
+async fn a_big_upload_through_a_leader_kill_is_whole_and_dedupes_with_objects() {
+    let (mut cluster, fs) = three_nodes().await;
+    let before: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| chunk_usage(&n.dir.join("data")).0)
+        .collect();
+    let data = Bytes::from(content("posix-64mib", 64 * MIB));
+    let distinct: HashSet<_> = data.chunks(MIB).map(blake3::hash).collect();
+    assert_eq!(distinct.len(), 64);
+
     let leader = cluster.wait_for_leader(WAIT).await;
-    let uploader = fs.clone();
-    let payload = data.clone();
-    let upload = tokio::spawn(async move {
-        let options = UploadOptions {
-            parents: true,
-            ..Default::default()
-        };
-        // 64 pieces of 1 MiB, 40 ms apart: the stream is still running at the kill.
-        uploader
-            .upload_from("/big/file", &options, 64 * MIB as u64, move || {
-                let payload = payload.clone();
-                async move {
-                    Some(futures::StreamExt::then(
-                        futures::stream::iter(0..64),
-                        move |i| {
-                            let piece = payload.slice(i * MIB..(i + 1) * MIB);
-                            async move {
-                                tokio::time::sleep(Duration::from_millis(40)).await;
-                                UploadPiece::Data(piece)
-                            }
-                        },
-                    ))
-                }
-            })
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(!upload.is_finished(), "the kill must land mid-stream");
+    let upload = {
+        let (fs, data) = (fs.clone(), data.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = fs.upload_bytes("/big", data, &upload_opts()).await;
+            (result, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mid_stream = !upload.is_finished();
     cluster.node(leader).kill();
-    let result = upload.await.unwrap();
+    let (result, took) = tokio::time::timeout(Duration::from_secs(240), upload)
+        .await
+        .expect("the upload ends (bounded)")
+        .unwrap();
+    println!(
+        "leader {leader} killed {} the upload; upload took {took:?}: {:?}",
+        if mid_stream { "during" } else { "after" },
+        result.as_ref().map(|r| (r.chunks_sent, r.chunks_total))
+    );
     cluster.wait_for_new_leader(leader, WAIT).await;
-    match fs.read_file("/big/file").await {
-        Ok(got) => assert!(got == data, "the file is complete, never torn"),
+    match fs.read_file("/big").await {
+        Ok(got) => assert!(got == data, "the file is complete: never torn"),
         Err(e) => {
             assert_eq!(e.errno(), Some(Errno::ENOENT), "absent or complete: {e:?}");
-            assert!(result.is_err(), "an acknowledged upload must be readable");
+            assert!(
+                result.is_err(),
+                "an acknowledged upload must be readable: {result:?}"
+            );
         }
     }
     if result.is_err() {
-        // The caller retries; the chunks already staged are not sent again.
-        fs.upload_bytes(
-            "/big/file",
-            data.clone(),
-            &UploadOptions {
-                parents: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        fs.upload_bytes("/big", data.clone(), &upload_opts())
+            .await
+            .unwrap();
     }
-    assert!(fs.read_file("/big/file").await.unwrap() == data);
+    assert!(fs.read_file("/big").await.unwrap() == data);
     cluster.node(leader).start();
-    // The same bytes as an object are stored once.
-    let put = client
-        .put_object_bytes("private", "same-bytes", data.clone(), &Default::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        put.chunks_sent, 0,
-        "every chunk was already stored by the file"
-    );
-    for node in &cluster.nodes {
-        let (files, _) = wait_for_chunks(&node.dir.join("data"), 64).await;
-        assert_eq!(files, 64, "node {} holds each chunk once", node.id);
+    cluster.wait_for_leader(WAIT).await;
+
+    // The same bytes as an object share the file's chunks.
+    let client = cluster.client();
+    let put_options = Default::default();
+    eventually(WAIT, || {
+        client.put_object_bytes("private", "same-64mib", data.clone(), &put_options)
+    })
+    .await;
+    assert!(client.get_object("private", "same-64mib").await.unwrap().1 == data);
+    for (node, before) in cluster.nodes.iter().zip(&before) {
+        let want = before + distinct.len() as u64;
+        let (files, _) = wait_for_chunks(&node.dir.join("data"), want).await;
+        assert_eq!(
+            files, want,
+            "node {} stores each distinct chunk once (file + object)",
+            node.id
+        );
     }
 }

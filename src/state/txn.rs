@@ -132,7 +132,11 @@ impl<'a> Txn<'a> {
             .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .collect();
-        for item in self.tree.scan_prefix(prefix).take(limit + pending.len()) {
+        for item in self
+            .tree
+            .scan_prefix(prefix)
+            .take(limit.saturating_add(pending.len()))
+        {
             let (k, v) = item?;
             merged.insert(k.to_vec(), Some(v.to_vec()));
         }
@@ -161,7 +165,11 @@ impl<'a> Txn<'a> {
             .take_while(|(k, _)| k.starts_with(prefix))
             .collect();
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for item in self.tree.range(start.clone()..).take(limit + pending.len()) {
+        for item in self
+            .tree
+            .range(start.clone()..)
+            .take(limit.saturating_add(pending.len()))
+        {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;

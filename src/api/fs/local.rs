@@ -221,7 +221,12 @@ impl LocalFs {
         plus: bool,
     ) -> Result<DirPage, ApiError> {
         let (path, shown) = self.target(dir)?;
-        let limit = limit.clamp(1, FS_READDIR_PAGE_MAX) as usize;
+        // 0 asks for the largest page (the API's documented default).
+        let limit = if limit == 0 {
+            FS_READDIR_PAGE_MAX
+        } else {
+            limit.min(FS_READDIR_PAGE_MAX)
+        } as usize;
         let mut names: Vec<String> = fs::read_dir(&path)
             .map_err(|e| io_error(e, &shown))?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())

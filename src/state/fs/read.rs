@@ -55,7 +55,12 @@ pub fn readdir(
     plus: bool,
 ) -> Step<DirPage> {
     let (dir_ino, _) = tree::resolve_dir(txn, fs.id(), dir)?;
-    let limit = limit.clamp(1, FS_READDIR_PAGE_MAX) as usize;
+    // 0 asks for the largest page (the API's documented default).
+    let limit = if limit == 0 {
+        FS_READDIR_PAGE_MAX
+    } else {
+        limit.min(FS_READDIR_PAGE_MAX)
+    } as usize;
     let prefix = keys::fs_dir_prefix(fs.id(), dir_ino);
     let mut from = keys::fs_dirent(fs.id(), dir_ino, after);
     if !after.is_empty() {
