@@ -121,6 +121,7 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
         &endpoints,
         &["upload", src.to_str().unwrap(), "/data", "-r", "-p"],
     );
+    eprintln!("first upload: {}", out.trim());
     assert_eq!(summary(&out)[0], uploaded.len() as u64, "{out}");
     let back = work.path().join("back");
     storage(
@@ -158,6 +159,13 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
     let mut bytes = std::fs::read(&big).unwrap();
     bytes[40 * MIB + 5] ^= 0xff;
     std::fs::write(&big, &bytes).unwrap();
+    let big_mtime = std::time::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(big_mtime)
+        .unwrap();
     let new_file = src.join("level 0 ü/new – file");
     std::fs::write(&new_file, content("new", 5000)).unwrap();
     let removed = src.join("level 0 ü/file 3 – ñ.txt");
@@ -173,7 +181,16 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
             "--delete",
         ],
     );
-    let [sent, bytes_sent, chunks_sent, _skipped, deleted] = summary(&out);
+    eprintln!("rsync after changes: {}", out.trim());
+    let [sent, bytes_sent, chunks_sent, skipped, deleted] = summary(&out);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "sent 2 files, {} bytes (2 chunks); skipped {skipped} files; deleted 1 entries",
+            MIB + 5000
+        ),
+        "the summary line's exact shape"
+    );
     assert_eq!(sent, 2, "the changed file and the new one: {out}");
     assert_eq!(
         bytes_sent,
@@ -201,6 +218,10 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
     let err = fs.stat("/data/level 0 ü/file 3 – ñ.txt").await.unwrap_err();
     assert_eq!(err.errno(), Some(cairn::client::Errno::ENOENT));
     assert!(fs.read_file("/data/big.bin").await.unwrap() == bytes);
+    assert_eq!(
+        fs.stat("/data/big.bin").await.unwrap().mtime_ns,
+        1_700_000_000_123_456_789
+    );
 
     let out = storage(
         &endpoints,
@@ -212,11 +233,12 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
             "--delete",
         ],
     );
-    assert_eq!(
-        summary(&out)[..3],
-        [0, 0, 0],
+    eprintln!("immediate rerun: {}", out.trim());
+    assert!(
+        out.starts_with("sent 0 files, 0 bytes (0 chunks); skipped "),
         "an immediate rerun sends nothing: {out}"
     );
+    assert_eq!(summary(&out)[4], 0, "{out}");
     let names: BTreeSet<_> = fs
         .list("/data/level 0 ü")
         .await
@@ -225,4 +247,185 @@ async fn a_tree_round_trips_and_rsync_sends_only_what_changed() {
         .map(|e| e.name)
         .collect();
     assert!(names.contains("new – file"));
+}
+
+fn storage_fails(endpoints: &str, args: &[&str]) -> String {
+    let output = Command::new(CAIRN)
+        .args(["--endpoints", endpoints, "storage"])
+        .args(args)
+        .output()
+        .expect("run cairn storage");
+    assert!(!output.status.success(), "cairn storage {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The value of `key: value` in `stat` output.
+fn field<'a>(stat: &'a str, key: &str) -> &'a str {
+    stat.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {stat}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ls_mkdir_mv_rm_du_stat_cat_and_fs_commands() {
+    let cluster = TestCluster::start(3, &[]);
+    cluster.wait_for_leader(Duration::from_secs(60)).await;
+    let endpoints = cluster.endpoints().join(",");
+    let e = endpoints.as_str();
+    let work = tempfile::tempdir().unwrap();
+    let one = work.path().join("one file ä.txt");
+    std::fs::write(&one, b"hello, cairn\n").unwrap();
+    std::fs::set_permissions(&one, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    storage(e, &["fs", "create", "scratch", "--quota-bytes", "1000000"]);
+    let list = storage(e, &["fs", "list"]);
+    let scratch = list
+        .lines()
+        .find(|l| l.starts_with("scratch "))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(scratch.trim_end().ends_with("1000000"), "{list}");
+
+    fn with<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        ["--fs", "scratch"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect()
+    }
+    storage(e, &with(&["mkdir", "-p", "/a b/c ñ/d"]));
+    storage_fails(e, &with(&["mkdir", "/x/y"]));
+    let one_str = one.to_str().unwrap();
+    let out = storage(e, &with(&["upload", one_str, "/a b/c ñ/", "-p"]));
+    assert!(
+        out.starts_with("sent 1 files, 13 bytes (1 chunks);"),
+        "{out}"
+    );
+    assert_eq!(
+        storage(e, &with(&["ls", "/a b/c ñ"])),
+        "d\none file ä.txt\n"
+    );
+    let long = storage(e, &with(&["ls", "-l", "/a b/c ñ"]));
+    assert!(long.contains("-rw-r----- "), "{long}");
+    assert!(long.contains(" 13 "), "{long}");
+    assert_eq!(
+        storage(e, &with(&["cat", "/a b/c ñ/one file ä.txt"])),
+        "hello, cairn\n"
+    );
+    let stat = storage(e, &with(&["stat", "/a b/c ñ/one file ä.txt"]));
+    assert_eq!(field(&stat, "kind"), "file");
+    assert_eq!(field(&stat, "mode"), "0640");
+    assert_eq!(field(&stat, "size"), "13");
+    assert_eq!(field(&stat, "nlink"), "1");
+    let local = std::fs::metadata(&one).unwrap();
+    assert_eq!(
+        field(&stat, "mtime_ns").parse::<i64>().unwrap(),
+        local.mtime() * 1_000_000_000 + local.mtime_nsec()
+    );
+    assert!(field(&stat, "ino").parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        field(&storage(e, &with(&["stat", "/a b"])), "kind"),
+        "directory"
+    );
+
+    storage(
+        e,
+        &with(&["mv", "/a b/c ñ/one file ä.txt", "/a b/moved ü.txt"]),
+    );
+    storage_fails(e, &with(&["cat", "/a b/c ñ/one file ä.txt"]));
+    let du = storage(e, &with(&["du", "/a b"]));
+    assert!(du.starts_with("13 bytes in 1 files ("), "{du}");
+    let err = storage_fails(e, &with(&["rm", "/a b/c ñ"]));
+    assert!(err.contains("directory"), "{err}");
+    storage(e, &with(&["rm", "/a b/moved ü.txt"]));
+    storage(e, &with(&["rm", "-r", "/a b"]));
+    assert_eq!(storage(e, &with(&["ls", "/"])), "");
+    // The default file system never saw any of it.
+    storage_fails(e, &["stat", "/a b"]);
+
+    // A single file round-trips through download too.
+    storage(e, &with(&["upload", one_str, "/f"]));
+    let got = work.path().join("got");
+    storage(e, &with(&["download", "/f", got.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&got).unwrap(), b"hello, cairn\n");
+
+    storage(e, &["fs", "delete", "scratch"]);
+    assert!(!storage(e, &["fs", "list"])
+        .lines()
+        .any(|l| l.starts_with("scratch ")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rsync_follows_kind_changes_and_mode_changes_and_resumes() {
+    let cluster = TestCluster::start(3, &[]);
+    cluster.wait_for_leader(Duration::from_secs(60)).await;
+    let endpoints = cluster.endpoints().join(",");
+    let e = endpoints.as_str();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x/child"), b"child").unwrap();
+    std::fs::write(src.join("y"), b"y").unwrap();
+    std::fs::write(src.join("m"), b"mode").unwrap();
+    std::os::unix::fs::symlink("y", src.join("z")).unwrap();
+    let s = src.to_str().unwrap();
+    storage(e, &["upload", s, "/t", "--rsync"]);
+
+    // x: directory -> file, y: file -> directory, z: symlink -> file, m: mode only.
+    std::fs::remove_dir_all(src.join("x")).unwrap();
+    std::fs::write(src.join("x"), b"now a file").unwrap();
+    std::fs::remove_file(src.join("y")).unwrap();
+    std::fs::create_dir_all(src.join("y/inner")).unwrap();
+    std::fs::write(src.join("y/inner/f"), b"f").unwrap();
+    std::fs::remove_file(src.join("z")).unwrap();
+    std::fs::write(src.join("z"), b"was a link").unwrap();
+    std::fs::set_permissions(src.join("m"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    let out = storage(e, &["upload", s, "/t", "--rsync", "--delete"]);
+    eprintln!("kind changes: {}", out.trim());
+    let back = work.path().join("back");
+    storage(e, &["download", "/t", back.to_str().unwrap(), "-r"]);
+    diff_r(&src, &back);
+    assert_eq!(
+        std::fs::metadata(back.join("m")).unwrap().mode() & 0o7777,
+        0o751
+    );
+
+    // An interrupted upload of a new 32 MiB file resumes: chunks staged by the
+    // first run are not sent again.
+    std::fs::write(src.join("big"), content("resume", 32 * MIB)).unwrap();
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let leader_dir = cluster
+        .nodes
+        .iter()
+        .find(|n| n.id == leader)
+        .unwrap()
+        .dir
+        .join("data");
+    let start = chunk_usage(&leader_dir).0;
+    let mut child = Command::new(CAIRN)
+        .args(["--endpoints", e, "storage", "upload", s, "/t", "--rsync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while chunk_usage(&leader_dir).0 < start + 8 {
+        assert!(std::time::Instant::now() < deadline, "no chunks staged");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload ended early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let staged = chunk_usage(&leader_dir).0 - start;
+    let out = storage(e, &["upload", s, "/t", "--rsync"]);
+    eprintln!("after {staged} chunks staged and a kill: {}", out.trim());
+    let [sent, _, chunks_sent, ..] = summary(&out);
+    assert_eq!(sent, 1, "{out}");
+    assert!(
+        chunks_sent <= 32 - 8,
+        "staged chunks were sent again: {out}"
+    );
+    let client = cluster.client();
+    assert!(client.fs("default").read_file("/t/big").await.unwrap() == content("resume", 32 * MIB));
 }

@@ -1,8 +1,9 @@
 //! A seeded model-based test: the same random operations applied through the SDK
 //! to cairn and, with std::fs, to a local directory on this machine's file system
 //! (the model), compared after every step: each result (success or errno), then
-//! the touched paths' kind, size, nlink, mode and content, and every 100 steps the
-//! whole tree. `FS_MODEL_SEED` replays a run; every failure message names the seed.
+//! the touched paths' kind, size, nlink, mode and content and the touched
+//! directories' listings, and every 100 steps the whole tree. `FS_MODEL_SEED`
+//! replays a run; every failure message names the seed.
 
 mod common;
 
@@ -55,12 +56,13 @@ fn random_op(rng: &mut StdRng) -> Op {
     match rng.gen_range(0..100) {
         0..=19 => Op::Create(p),
         20..=39 => {
-            // Offsets up to 2 MiB + a bit: writes cross the 1 MiB block boundaries.
-            let offset = match rng.gen_range(0..4) {
+            // Offsets up to 3 MiB + a bit: writes cross the 1 MiB block boundaries.
+            let offset = match rng.gen_range(0..5) {
                 0 => rng.gen_range(0..4096),
                 1 => MIB - rng.gen_range(1..3000),
                 2 => 2 * MIB - rng.gen_range(1..3000),
-                _ => rng.gen_range(0..2 * MIB + 4096),
+                3 => 3 * MIB - rng.gen_range(1..3000),
+                _ => rng.gen_range(0..3 * MIB + 4096),
             };
             let len = rng.gen_range(1..6000);
             let byte = rng.gen::<u8>();
@@ -70,7 +72,10 @@ fn random_op(rng: &mut StdRng) -> Op {
                 (0..len).map(|i| byte.wrapping_add(i as u8)).collect(),
             )
         }
-        40..=49 => Op::Truncate(p, [0, 10, MIB - 1, MIB + 7, 2 * MIB][rng.gen_range(0..5)]),
+        40..=49 => Op::Truncate(
+            p,
+            [0, 10, MIB - 1, MIB + 7, 2 * MIB, 3 * MIB - 1, 3 * MIB + 5][rng.gen_range(0..7)],
+        ),
         50..=64 => Op::Rename(p, random_path(rng)),
         65..=71 => Op::Link(p, random_path(rng)),
         72..=81 => Op::Unlink(p),
@@ -224,6 +229,34 @@ async fn cairn_paths(fs: &FsClient, rel: &str, out: &mut Vec<String>) {
     }
 }
 
+/// A directory's entries (name, is a directory), sorted; None if `p` is not a directory.
+fn listing_local(root: &Path, p: &str) -> Option<Vec<(String, bool)>> {
+    let mut out: Vec<_> = std::fs::read_dir(root.join(p))
+        .ok()?
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                e.file_type().unwrap().is_dir(),
+            )
+        })
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+async fn listing_cairn(fs: &FsClient, p: &str) -> Option<Vec<(String, bool)>> {
+    let mut out: Vec<_> = fs
+        .list(&format!("/{p}"))
+        .await
+        .ok()?
+        .into_iter()
+        .map(|e| (e.name, e.kind == FileKind::Dir))
+        .collect();
+    out.sort();
+    Some(out)
+}
+
 fn touched(op: &Op) -> Vec<String> {
     let parent = |p: &str| {
         p.rsplit_once('/')
@@ -293,6 +326,20 @@ async fn random_operations_match_a_local_file_system() {
                 remote,
                 local,
                 "seed {seed}, step {step}: {p:?} after {shown}\nlast steps:\n{}",
+                tail()
+            );
+        }
+        // The listings of the directories the op touched (the root included).
+        let mut dirs: Vec<String> = touched(&op)
+            .into_iter()
+            .filter(|p| std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.is_dir()))
+            .collect();
+        dirs.push(String::new());
+        for d in dirs {
+            assert_eq!(
+                listing_cairn(&fs, &d).await,
+                listing_local(root, &d),
+                "seed {seed}, step {step}: listing of {d:?} after {shown}\nlast steps:\n{}",
                 tail()
             );
         }

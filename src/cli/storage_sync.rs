@@ -392,21 +392,36 @@ pub async fn upload(fs: &FsClient, args: UploadArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // Files, in parallel.
+    // Files, in parallel. A skipped file whose mode alone changed gets the new mode.
+    let mut modes: Vec<(String, u32)> = Vec::new();
     let files: Vec<(String, u64, u32, i64)> = local
         .iter()
         .filter_map(|(rel, item)| match item {
-            Local::File { size, mode, mtime_ns } => Some((rel.clone(), *size, *mode, *mtime_ns)),
+            Local::File {
+                size,
+                mode,
+                mtime_ns,
+            } => Some((rel.clone(), *size, *mode, *mtime_ns)),
             _ => None,
         })
-        .filter(|(rel, size, _, mtime)| {
-            let same = matches!(remote.get(rel), Some(a) if a.kind == FileKind::File && a.size == *size && a.mtime_ns == *mtime);
-            if same {
+        .filter(|(rel, size, mode, mtime)| match remote.get(rel) {
+            Some(a) if a.kind == FileKind::File && a.size == *size && a.mtime_ns == *mtime => {
                 report.skipped.fetch_add(1, Ordering::Relaxed);
+                if a.mode & 0o7777 != *mode {
+                    modes.push((rel.clone(), *mode));
+                }
+                false
             }
-            !same
+            _ => true,
         })
         .collect();
+    for (rel, mode) in modes {
+        let set = SetAttrs {
+            mode: Some(mode),
+            ..Default::default()
+        };
+        fs.set_attr(&join(&args.remote, &rel), &set).await?;
+    }
     let bar = progress_bar(files.iter().map(|f| f.1).sum());
     stream::iter(files.into_iter().map(|(rel, size, mode, mtime)| {
         let (report, bar, remote_map) = (&report, &bar, &remote);
@@ -458,9 +473,18 @@ pub async fn upload(fs: &FsClient, args: UploadArgs) -> anyhow::Result<()> {
     }
     if args.delete {
         // Remote entries not in LOCAL; an absent directory goes with its contents.
+        // Entries under a path whose kind changed went when it was replaced.
+        let replaced = |rel: &str| {
+            rel.match_indices('/').any(|(i, _)| {
+                matches!(local.get(&rel[..i]), Some(item) if !matches!(item, Local::Dir { .. }))
+            })
+        };
         let mut gone: Vec<&String> = Vec::new();
         for rel in remote.keys() {
-            if local.contains_key(rel) || gone.iter().any(|g| rel.starts_with(&format!("{g}/"))) {
+            if local.contains_key(rel)
+                || replaced(rel)
+                || gone.iter().any(|g| rel.starts_with(&format!("{g}/")))
+            {
                 continue;
             }
             gone.push(rel);
