@@ -5,7 +5,10 @@
 //! partitions and kill -9 is linearizable with every read one whole object. The same
 //! holds under power cuts (`--nemesis power`): every node's data directory is on a
 //! powerfs, and a cut on one node, a minority or all nodes at once drops (or tears)
-//! whatever the nodes wrote but did not fsync before they are restarted on it.
+//! whatever the nodes wrote but did not fsync before they are restarted on it. The
+//! file system workload (`fs`: whole-file writes and reads as registers, create /
+//! rename / unlink of unique names checked against a final listing) holds under
+//! kill -9, partitions and power cuts.
 //!
 //! Method: the CI profile of the chaos harness. Each test runs `cairn-jepsen run`
 //! against a real 3-node cluster of the `cairn` debug binary in network namespaces for
@@ -135,5 +138,32 @@ fn objects_under_power_cuts_and_partitions_are_linearizable_and_whole() {
         "objects_under_power_cuts_and_partitions_are_linearizable_and_whole",
         "--workload object --nemesis power,partition --power-scope one,minority,all \
          --time-limit-secs 20 --nemesis-interval-secs 4 --seed 6",
+    );
+}
+
+#[test]
+fn fs_under_kill_and_restart_is_linearizable_and_keeps_every_name() {
+    assert_valid(
+        "fs_under_kill_and_restart_is_linearizable_and_keeps_every_name",
+        "--workload fs --nemesis kill --time-limit-secs 20 --nemesis-interval-secs 4 --seed 3",
+    );
+}
+
+#[test]
+fn fs_under_partitions_is_linearizable_and_keeps_every_name() {
+    assert_valid(
+        "fs_under_partitions_is_linearizable_and_keeps_every_name",
+        "--workload fs --nemesis partition --time-limit-secs 20 --nemesis-interval-secs 4 \
+         --seed 5",
+    );
+}
+
+// Power cuts: the scopes one and all (which one the seeded RNG draws is in the output).
+#[test]
+fn fs_under_power_cuts_is_linearizable_and_keeps_every_name() {
+    assert_valid(
+        "fs_under_power_cuts_is_linearizable_and_keeps_every_name",
+        "--workload fs --nemesis power --power-scope one,all --time-limit-secs 20 \
+         --nemesis-interval-secs 4 --seed 7",
     );
 }

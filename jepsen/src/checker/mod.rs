@@ -12,6 +12,7 @@
 //! invalid > unknown > valid, as Jepsen merges `:valid?`.
 
 mod event_list;
+pub mod fs_names;
 pub mod linear;
 pub mod list_append;
 pub mod model;

@@ -6,6 +6,8 @@
 //! - `set` (set): adds against the final read (lost, unexpected, failed but present,
 //!   recovered);
 //! - `total-queue` and `fifo` (queue): see [`super::queue_checks`];
+//! - `linear` and `fs-names` (fs): the file gets / puts as `linear` does, and the
+//!   name operations against the final listing ([`crate::checker::fs_names`]);
 //! - `stats`: completions per function; unknown if some function never succeeded;
 //! - `nodes`: invalid if a node exited without being killed, or a node log shows a
 //!   panic.
@@ -22,6 +24,7 @@ use super::options::{QueueMode, WorkloadKind};
 use super::queue_checks::check_queue;
 use super::recorder::{Entry, EntryType};
 use crate::check::{check_history_text, ModelKind};
+use crate::checker::fs_names::{check_names, NameChange, NameOp};
 use crate::checker::linear::{CheckOptions, LinearizabilityReport};
 use crate::checker::sets::{check_set, SetAdd};
 use crate::checker::{Verdict, WriteOutcome, REPORTED_ANOMALIES_MAX};
@@ -57,6 +60,10 @@ pub fn run_checkers(facts: &RunFacts<'_>) -> Vec<CheckerResult> {
         WorkloadKind::Register | WorkloadKind::Object => vec![check_linear(facts)],
         WorkloadKind::Set => vec![check_set_history(facts.history_text)],
         WorkloadKind::Queue => check_queue(facts.history_text, facts.queue_mode),
+        WorkloadKind::Fs => vec![
+            check_linear_text(&file_ops_only(facts.history_text), facts.check_time_limit),
+            check_fs_names_history(facts.history_text),
+        ],
     };
     checkers.extend([check_stats(facts.entries), check_nodes(facts)]);
     checkers
@@ -72,12 +79,16 @@ pub fn verdict_value(verdict: Verdict) -> Value {
 }
 
 fn check_linear(facts: &RunFacts<'_>) -> CheckerResult {
-    let mut options = CheckOptions::new(facts.check_time_limit);
+    check_linear_text(facts.history_text, facts.check_time_limit)
+}
+
+fn check_linear_text(history_text: &str, time_limit: Duration) -> CheckerResult {
+    let mut options = CheckOptions::new(time_limit);
     options.partition_time_limit = Some(Duration::from_secs(PARTITION_TIME_LIMIT_SECS));
     let checked = check_history_text(
         ModelKind::VersionedKv,
         Format::Jsonl,
-        facts.history_text,
+        history_text,
         &options,
     );
     match checked {
@@ -179,6 +190,109 @@ fn check_set_history(history_text: &str) -> CheckerResult {
             "recovered_count": report.recovered.len(),
         }),
     }
+}
+
+/// The `get` / `put` lines of an fs history (the files part), for `linear`.
+fn file_ops_only(history_text: &str) -> String {
+    history_text
+        .lines()
+        .filter(|line| {
+            let parsed: Option<Value> = serde_json::from_str(line).ok();
+            parsed.is_some_and(|entry| matches!(entry["f"].as_str(), Some("get" | "put")))
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
+
+/// The fs workload's name operations against its final listing.
+fn check_fs_names_history(history_text: &str) -> CheckerResult {
+    let records = parse_events(Format::Jsonl, history_text).and_then(|events| pair_events(&events));
+    let records = match records {
+        Ok(records) => records,
+        Err(error) => {
+            return CheckerResult {
+                name: "fs-names",
+                verdict: Verdict::Unknown,
+                details: json!({ "error": error.to_string() }),
+            }
+        }
+    };
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let ops: Vec<NameOp> = records
+        .iter()
+        .filter_map(|record| {
+            let value = &record.invoke_value;
+            let change = match record.f.as_str() {
+                "create" => NameChange::Create(text(value)),
+                "rename" => NameChange::Rename {
+                    from: text(&value[0]),
+                    to: text(&value[1]),
+                },
+                "unlink" => NameChange::Unlink(text(value)),
+                _ => return None,
+            };
+            Some(NameOp {
+                change,
+                outcome: write_outcome(record),
+            })
+        })
+        .collect();
+    let final_list = last_ok_list(&records);
+    let report = check_names(&ops, final_list.as_deref());
+    let listed = |names: &[String]| -> Vec<String> {
+        names.iter().take(REPORTED_ANOMALIES_MAX).cloned().collect()
+    };
+    let pairs = |pairs: &[[String; 2]]| -> Vec<[String; 2]> {
+        pairs.iter().take(REPORTED_ANOMALIES_MAX).cloned().collect()
+    };
+    let count = |f: &str| ops.iter().filter(|op| op_name(&op.change) == f).count();
+    CheckerResult {
+        name: "fs-names",
+        verdict: report.verdict,
+        details: json!({
+            "creates": count("create"),
+            "renames": count("rename"),
+            "unlinks": count("unlink"),
+            "names_attempted": report.attempted_count,
+            "must_exist": report.must_exist_count,
+            "must_not_exist": report.must_not_exist_count,
+            "indeterminate": report.indeterminate_count,
+            "final_list": final_list.as_ref().map(Vec::len),
+            "missing_count": report.missing.len(),
+            "missing": listed(&report.missing),
+            "present_count": report.present.len(),
+            "present": listed(&report.present),
+            "unexpected_count": report.unexpected.len(),
+            "unexpected": listed(&report.unexpected),
+            "listed_twice": listed(&report.listed_twice),
+            "duplicated": pairs(&report.duplicated),
+            "vanished": pairs(&report.vanished),
+        }),
+    }
+}
+
+fn op_name(change: &NameChange) -> &'static str {
+    match change {
+        NameChange::Create(_) => "create",
+        NameChange::Rename { .. } => "rename",
+        NameChange::Unlink(_) => "unlink",
+    }
+}
+
+/// The names of the last successful final listing.
+fn last_ok_list(records: &[OpRecord]) -> Option<Vec<String>> {
+    records
+        .iter()
+        .rev()
+        .find_map(|record| match &record.completion {
+            Completion::Ok(Value::Array(names)) if record.f == "list" => Some(
+                names
+                    .iter()
+                    .map(|name| name.as_str().unwrap_or_default().to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
 }
 
 pub(super) fn write_outcome(record: &OpRecord) -> WriteOutcome {
@@ -335,6 +449,41 @@ mod tests {
         let (text, entries) = record("stale", &events);
         let stale = verdicts(WorkloadKind::Register, &text, &entries);
         assert_eq!(stale[0], ("linear", Verdict::Invalid));
+    }
+
+    #[test]
+    fn a_recorded_fs_history_with_a_missing_name_is_invalid() {
+        use EntryType::{Info, Invoke, Ok};
+        let mut events = vec![
+            (0, Invoke, "put", json!("0-1")),
+            (0, Ok, "put", json!([4096, "0-1"])),
+            (1, Invoke, "get", Value::Null),
+            (1, Ok, "get", json!([4096, "0-1"])),
+            (0, Invoke, "create", json!("n1")),
+            (0, Ok, "create", json!("n1")),
+            (0, Invoke, "create", json!("n2")),
+            (0, Ok, "create", json!("n2")),
+            (0, Invoke, "rename", json!(["n1", "n3"])),
+            (0, Ok, "rename", json!(["n1", "n3"])),
+            (0, Invoke, "unlink", json!("n2")),
+            (0, Info, "unlink", json!("n2")),
+            (2, Invoke, "create", json!("n4")),
+            (2, Ok, "create", json!("n4")),
+            (3, Invoke, "list", Value::Null),
+        ];
+        let mut valid = events.clone();
+        valid.push((3, Ok, "list", json!(["n3", "n4"])));
+        let (text, entries) = record("fs-valid", &valid);
+        let result = verdicts(WorkloadKind::Fs, &text, &entries);
+        assert_eq!(
+            result[..2],
+            [("linear", Verdict::Valid), ("fs-names", Verdict::Valid)]
+        );
+        events.push((3, Ok, "list", json!(["n2", "n3"])));
+        let (text, entries) = record("fs-missing", &events);
+        let result = verdicts(WorkloadKind::Fs, &text, &entries);
+        assert_eq!(result[1], ("fs-names", Verdict::Invalid));
+        assert_eq!(op_counts(&entries)["rename"]["ok"], 1);
     }
 
     #[test]

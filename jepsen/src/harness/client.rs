@@ -95,7 +95,8 @@ pub fn write_error_outcome(error: &Error) -> Outcome {
         Error::NotFound(_)
         | Error::InvalidArgument { .. }
         | Error::LimitExceeded { .. }
-        | Error::InvalidEndpoint(_) => true,
+        | Error::InvalidEndpoint(_)
+        | Error::Fs { .. } => true,
         Error::Rejected { code, .. } => {
             code == "session_expired" || code == "session_window_exceeded"
         }

@@ -9,7 +9,7 @@
 //! - Hosts: [`net`] (namespaces, bridge, partitions), [`grudge`] (partition shapes),
 //!   [`node`] (one server process), [`cluster`] (all of them, leader lookup).
 //! - Clients: [`client`] (logical processes, outcomes, pacing, follow-ups),
-//!   [`workload`] with [`register`], [`object`], [`set`] and [`queue`].
+//!   [`workload`] with [`register`], [`object`], [`set`], [`queue`] and [`fs`].
 //! - Faults: [`nemesis`], with [`faults`] (loss shapes, tmpfs for disk-full, probes),
 //!   [`member`] (membership changes) and [`power`] (powerfs mounts for power cuts).
 //! - History and output: [`recorder`] (JSONL), [`checks`] with [`queue_checks`],
@@ -23,6 +23,7 @@ pub mod client;
 pub mod cluster;
 pub mod exec;
 pub mod faults;
+pub mod fs;
 pub mod grudge;
 pub mod leftovers;
 pub mod member;

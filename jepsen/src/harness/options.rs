@@ -24,6 +24,10 @@ pub enum WorkloadKind {
     /// Producers send unique messages to one queue, consumers receive (lease + ack, or
     /// pop), a final drain; total-queue and FIFO checkers.
     Queue,
+    /// cairn's file system: whole-file put / get of a few files (versioned-KV
+    /// linearizability), and create / rename / unlink of unique names in one
+    /// directory, then a final listing (names checker).
+    Fs,
 }
 
 impl WorkloadKind {
@@ -33,6 +37,7 @@ impl WorkloadKind {
             WorkloadKind::Object => "object",
             WorkloadKind::Set => "set",
             WorkloadKind::Queue => "queue",
+            WorkloadKind::Fs => "fs",
         }
     }
 }

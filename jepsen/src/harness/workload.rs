@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::client::{invoke, Op, Outcome, Session};
 use super::cluster::Cluster;
+use super::fs::{self, FsWorkload};
 use super::object::ObjectWorkload;
 use super::options::{QueueMode, WorkloadKind};
 use super::queue::{self, QueueWorkload};
@@ -35,6 +36,7 @@ pub enum Workload {
     Object(ObjectWorkload),
     Set(SetWorkload),
     Queue(QueueWorkload),
+    Fs(FsWorkload),
 }
 
 impl Workload {
@@ -44,6 +46,7 @@ impl Workload {
             WorkloadKind::Object => Workload::Object(ObjectWorkload::default()),
             WorkloadKind::Set => Workload::Set(SetWorkload::new(NAMESPACE)),
             WorkloadKind::Queue => Workload::Queue(QueueWorkload::new(queue_mode)),
+            WorkloadKind::Fs => Workload::Fs(FsWorkload::default()),
         }
     }
 
@@ -51,6 +54,7 @@ impl Workload {
     pub async fn setup(&self, cluster: &Cluster, deadline: Instant) -> Result<(), String> {
         match self {
             Workload::Queue(_) => queue::create_queue(cluster, deadline).await,
+            Workload::Fs(_) => fs::setup(cluster, deadline).await,
             Workload::Register(_) | Workload::Object(_) | Workload::Set(_) => Ok(()),
         }
     }
@@ -63,6 +67,7 @@ impl Workload {
             Workload::Object(object) => object.next_op(rng, process, reader),
             Workload::Set(set) => set.next_op(),
             Workload::Queue(queue) => queue.next_op(process, reader),
+            Workload::Fs(fs) => fs.next_op(rng, process, reader),
         }
     }
 
@@ -72,6 +77,7 @@ impl Workload {
             Workload::Object(object) => object.execute(session, op).await,
             Workload::Set(set) => set.execute(session, op).await,
             Workload::Queue(queue) => queue.execute(session, op).await,
+            Workload::Fs(fs) => fs.execute(session, op).await,
         }
     }
 
@@ -79,6 +85,7 @@ impl Workload {
         match self {
             Workload::Register(register) => register.observe(op, outcome),
             Workload::Queue(queue) => queue.observe(process, op, outcome),
+            Workload::Fs(fs) => fs.observe(op, outcome),
             Workload::Object(_) | Workload::Set(_) => {}
         }
     }
@@ -95,7 +102,9 @@ impl Workload {
     pub fn follow_up(&self, process: u64) -> Option<Op> {
         match self {
             Workload::Queue(queue) => queue.follow_up(process),
-            Workload::Register(_) | Workload::Object(_) | Workload::Set(_) => None,
+            Workload::Register(_) | Workload::Object(_) | Workload::Set(_) | Workload::Fs(_) => {
+                None
+            }
         }
     }
 
@@ -125,6 +134,7 @@ impl Workload {
             }
             Workload::Set(set) => set_final_read(set, cluster, recorder).await,
             Workload::Queue(queue) => queue::drain(self, queue, cluster, recorder).await,
+            Workload::Fs(fs) => fs::final_reads(self, fs, cluster, recorder).await,
         }
     }
 }
