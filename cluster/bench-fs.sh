@@ -121,6 +121,9 @@ mkdir -p "$tmp_dir/rsyncd/vol"
 cat > "$tmp_dir/rsyncd/rsyncd.conf" <<CONF
 pid file = $tmp_dir/rsyncd/rsyncd.pid
 use chroot = false
+# As root the daemon would drop to nobody, who cannot write the module directory.
+uid = $(id -u)
+gid = $(id -g)
 [vol]
     path = $tmp_dir/rsyncd/vol
     read only = false
@@ -138,6 +141,8 @@ run "rsync -a (daemon)" small "$small_files" "$small_bytes" -- rsync -a "$tmp_di
 kill -TERM "$rsync_pid" 2>/dev/null || true
 wait "$rsync_pid" 2>/dev/null || true
 pids=()
+# rsync does not sync: write its data back now, not under cairn's measurement.
+sync
 
 # --- cairn ---------------------------------------------------------------------------
 start_cairn_cluster

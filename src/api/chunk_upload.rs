@@ -52,9 +52,24 @@ pub struct Staged {
     pub size: u64,
     /// BLAKE3 of the whole content (hex), when every byte came as data.
     pub content_hash: Option<String>,
-    /// Chunks this upload replicated; the others were already stored.
+    /// Chunks this upload replicated (or leaves to the caller, `kept`); the others
+    /// were already stored.
     pub chunks_sent: u64,
+    /// With [`Keep::SoleSmallChunk`]: the bytes of a body that is one small chunk
+    /// the cluster lacks, not proposed; the caller's command carries them.
+    pub kept: Option<Bytes>,
 }
+
+/// What [`stage`] may leave unproposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Nothing,
+    /// A body of one chunk of at most `INLINE_CHUNK_BYTES_MAX`.
+    SoleSmallChunk,
+}
+
+/// The largest chunk a command may carry inline instead of its own entry.
+pub const INLINE_CHUNK_BYTES_MAX: usize = CHUNK_GROUP_COMMIT_BYTES_MAX;
 
 /// Whether the cluster holds `hash` with length `len` and will keep it long enough
 /// for an upload to commit its manifest (referenced, or staged less than half a
@@ -137,6 +152,7 @@ pub async fn stage<S>(
     budget: &Arc<Semaphore>,
     mut body: S,
     (field, size_max): (&str, u64),
+    keep: Keep,
 ) -> Result<Staged, ApiError>
 where
     S: Stream<Item = Result<Piece, ApiError>> + Unpin,
@@ -148,6 +164,7 @@ where
     let mut size = 0u64;
     let mut chunks_sent = 0u64;
     let mut finished = false;
+    let mut kept = None;
     let touch_every = Duration::from_millis(node.chunk_gc_grace_ms / 4);
     let mut touched_at = Instant::now();
     while !finished {
@@ -209,6 +226,15 @@ where
             if already_stored(node, &chunk_ref.hash, chunk_ref.len) {
                 continue;
             }
+            if keep == Keep::SoleSmallChunk
+                && finished
+                && refs.len() == 1
+                && chunk.len() <= INLINE_CHUNK_BYTES_MAX
+            {
+                chunks_sent += 1;
+                kept = Some(chunk);
+                continue;
+            }
             while in_flight.len() >= UPLOAD_CHUNKS_IN_FLIGHT_MAX {
                 joined(in_flight.next().await.expect("not empty"))?;
             }
@@ -239,6 +265,7 @@ where
         size,
         content_hash: whole.map(|h| h.finalize().to_hex().to_string()),
         chunks_sent,
+        kept,
     })
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::chunk_read;
 pub use super::chunk_read::ByteRange;
 pub use super::chunk_upload::upload_budget;
-use super::chunk_upload::{self, Piece};
+use super::chunk_upload::{self, Keep, Piece};
 use crate::api::error::ApiError;
 use crate::chunkstore::ChunkStore;
 use crate::limits::OBJECT_BYTES_MAX;
@@ -66,7 +66,14 @@ where
     node.check_leader()?;
     check_put_header(node, &header)?;
     let body = body.map(|piece| piece.map(Piece::Data));
-    let staged = chunk_upload::stage(node, budget, body, ("object", OBJECT_BYTES_MAX)).await?;
+    let staged = chunk_upload::stage(
+        node,
+        budget,
+        body,
+        ("object", OBJECT_BYTES_MAX),
+        Keep::Nothing,
+    )
+    .await?;
     let chunks_total = staged.chunks.len() as u64;
     let size = staged.size;
     let put = PutObject {

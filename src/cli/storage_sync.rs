@@ -31,7 +31,7 @@ use crate::client::{Attr, Errno, FileKind, FsClient, SetAttrs, UploadOptions, Up
 use crate::limits::CHUNK_BYTES_MAX;
 
 /// Files one tree transfer moves at once.
-const TRANSFERS_IN_FLIGHT_MAX: usize = 16;
+const TRANSFERS_IN_FLIGHT_MAX: usize = 64;
 
 #[derive(Debug, Args)]
 pub struct UploadArgs {
@@ -226,9 +226,11 @@ fn read_full(file: &mut impl std::io::Read, buffer: &mut [u8]) -> std::io::Resul
 }
 
 /// The body of a file upload: chunk `i` is sent as data unless `known[i]` names a
-/// chunk the cluster holds.
+/// chunk the cluster holds. Buffers are sized by the file's expected `size` (a small
+/// file does not cost a 1 MiB allocation) and grow if it grew.
 fn file_pieces(
     path: PathBuf,
+    size: u64,
     known: Arc<Vec<Option<ChunkRef>>>,
     bar: ProgressBar,
 ) -> impl futures::Stream<Item = UploadPiece> + Send {
@@ -244,20 +246,23 @@ fn file_pieces(
                     Some(f) => f,
                     None => tokio::fs::File::open(&path).await.ok()?,
                 };
-                let mut buffer = BytesMut::zeroed(CHUNK_BYTES_MAX);
-                let mut filled = 0;
-                while filled < CHUNK_BYTES_MAX {
-                    match file.read(&mut buffer[filled..]).await {
+                let expected = size.saturating_sub((index * CHUNK_BYTES_MAX) as u64);
+                // One byte more than expected, so a grown file shows without a realloc.
+                let capacity = (expected.saturating_add(1)).min(CHUNK_BYTES_MAX as u64);
+                let mut buffer = BytesMut::with_capacity(capacity as usize);
+                while buffer.len() < CHUNK_BYTES_MAX {
+                    let room = (CHUNK_BYTES_MAX - buffer.len()) as u64;
+                    match (&mut file).take(room).read_buf(&mut buffer).await {
                         Ok(0) => break,
-                        Ok(n) => filled += n,
+                        Ok(_) => {}
                         // A read error shows as a short upload: the size check catches it.
                         Err(_) => return None,
                     }
                 }
+                let filled = buffer.len();
                 if filled == 0 {
                     return None;
                 }
-                buffer.truncate(filled);
                 bar.inc(filled as u64);
                 let last = filled < CHUNK_BYTES_MAX;
                 let piece = match known.get(index).copied().flatten() {
@@ -294,7 +299,7 @@ async fn upload_file(
     let bar = bar.clone();
     let uploaded = fs
         .upload_from(remote, options, size, move || {
-            let body = file_pieces(path.clone(), known.clone(), bar.clone());
+            let body = file_pieces(path.clone(), size, known.clone(), bar.clone());
             async move { Some(body) }
         })
         .await

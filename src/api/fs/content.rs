@@ -13,7 +13,7 @@ use futures::stream::{Stream, StreamExt};
 
 use super::{entry_of, is_local, parse_place, parse_target, FsApi, Target};
 use crate::api::chunk_read::{self, ByteRange, Extent};
-use crate::api::chunk_upload::{self, Piece};
+use crate::api::chunk_upload::{self, Keep, Piece};
 use crate::api::error::ApiError;
 use crate::clock::now_ns;
 use crate::errno::Errno;
@@ -65,9 +65,14 @@ impl FsApi {
             }
             piece
         });
-        let staged =
-            chunk_upload::stage(&self.node, &self.uploads, body, ("file", FS_FILE_BYTES_MAX))
-                .await?;
+        let staged = chunk_upload::stage(
+            &self.node,
+            &self.uploads,
+            body,
+            ("file", FS_FILE_BYTES_MAX),
+            Keep::SoleSmallChunk,
+        )
+        .await?;
         let chunks_total = staged.chunks.len() as u64;
         let command = FsCommand::PutFile {
             fs: header.fs.clone(),
@@ -79,6 +84,7 @@ impl FsApi {
                 size: staged.size,
                 owner: header.owner,
                 mtime_ns: header.mtime_ns,
+                chunk_data: staged.kept.map(Vec::from).unwrap_or_default(),
             }),
             now_ns: now_ns(),
         };

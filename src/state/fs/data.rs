@@ -231,6 +231,26 @@ pub fn write(
     Ok(entry(ino, node))
 }
 
+/// A `PutFile` carrying its chunk's bytes names exactly that one chunk.
+pub fn check_inline_chunk(put: &PutFile) -> Result<(), Error> {
+    match put.chunks.as_slice() {
+        [only]
+            if only.len as usize == put.chunk_data.len()
+                && u64::from(only.len) <= FS_BLOCK_BYTES =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::invalid(
+            "chunk_data",
+            format!(
+                "inline bytes ({}) must be the file's only chunk ({} chunks)",
+                put.chunk_data.len(),
+                put.chunks.len()
+            ),
+        )),
+    }
+}
+
 pub fn put_file(
     txn: &mut Txn<'_>,
     ctx: ApplyContext,

@@ -165,6 +165,11 @@ pub struct PutFile {
     pub owner: Owner,
     /// The mtime to keep (an upload with `-p`); `None`: now.
     pub mtime_ns: Option<i64>,
+    /// A small file's only chunk, carried in this command and staged by its apply
+    /// (empty: every chunk is staged already). Saves the small file a Raft entry
+    /// and a round trip of its own.
+    #[serde(with = "serde_bytes")]
+    pub chunk_data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,7 +314,10 @@ impl FsCommand {
         let names = |at: &Name| at.name.len() + at_bytes(&at.dir);
         match self {
             FsCommand::PutFile { put, .. } => {
-                names(&put.at) + put.chunks.len() * std::mem::size_of::<ChunkRef>() + 128
+                names(&put.at)
+                    + put.chunks.len() * std::mem::size_of::<ChunkRef>()
+                    + put.chunk_data.len()
+                    + 128
             }
             FsCommand::Write { blocks, .. } => blocks.len() * 48 + 128,
             FsCommand::SetXattr { name, value, .. } => name.len() + value.len() + 128,
@@ -364,6 +372,17 @@ pub fn refuse<T>(errno: Errno, what: impl Into<String>) -> Step<T> {
 /// Applies one fs command. A refused command leaves the batch as it found it:
 /// its writes are rolled back, so a rejected request changes nothing.
 pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, command: &FsCommand) -> sled::Result<FsOutcome> {
+    // A chunk carried inline is staged before the mark (chunk files cannot be
+    // rolled back): if the command is then refused, the chunk is an unreferenced
+    // one like any staged by an upload that failed, and GC collects it.
+    if let FsCommand::PutFile { put, .. } = command {
+        if !put.chunk_data.is_empty() {
+            if let Err(e) = data::check_inline_chunk(put) {
+                return Ok(Err(e));
+            }
+            super::chunks::stage(txn, ctx.now_ms, &put.chunks[0].hash, &put.chunk_data)?;
+        }
+    }
     let mark = txn.mark();
     let result = apply_step(txn, ctx, command);
     match result {

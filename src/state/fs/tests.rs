@@ -80,6 +80,7 @@ fn put_file(last: &str, chunks: Vec<ChunkRef>) -> FsCommand {
             size,
             owner: owner(),
             mtime_ns: None,
+            chunk_data: Vec::new(),
         }),
         now_ns: 7,
     }
@@ -312,4 +313,56 @@ fn replicas_applying_the_same_entries_end_identical() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_small_file_carries_its_chunk_and_a_refused_one_leaves_only_garbage() {
+    let store = store();
+    let data = b"small file".to_vec();
+    let chunk = ChunkRef::of(&data);
+    let inline = |last: &str, exclusive: bool, chunk_data: Vec<u8>| {
+        let FsCommand::PutFile {
+            fs,
+            mut put,
+            now_ns,
+        } = put_file(last, vec![chunk])
+        else {
+            unreachable!()
+        };
+        put.exclusive = exclusive;
+        put.chunk_data = chunk_data;
+        FsCommand::PutFile { fs, put, now_ns }
+    };
+    let mut txn = store.txn();
+    let request = Request {
+        now_ms: NOW_MS,
+        commands: vec![ClientCommand {
+            session: None,
+            command: Command::Fs(inline("s", true, data.clone())),
+        }],
+    };
+    let reply = store.apply_request(&mut txn, 1, &request).unwrap();
+    reply.outcomes[0].as_ref().unwrap();
+    let files = txn.take_chunk_files();
+    store.commit(txn).unwrap();
+    assert_eq!(
+        files.writes,
+        vec![(chunk.hash, data.clone())],
+        "the chunk file is written"
+    );
+    assert_eq!(refs(&store, &chunk), 1);
+    assert_eq!(stat(&store, &["s"]).unwrap().inode.size, data.len() as u64);
+
+    // Refused (the name exists): the file is unchanged, the chunk keeps one ref.
+    let outcome = apply_one(&store, 2, inline("s", true, data.clone()));
+    assert_eq!(errno_of(&outcome), Errno::EEXIST);
+    assert_eq!(refs(&store, &chunk), 1);
+
+    // Inline bytes that are not the only chunk are refused before anything is staged.
+    let outcome = apply_one(&store, 3, inline("t", false, b"other".to_vec()));
+    assert!(
+        matches!(outcome, Err(Error::InvalidArgument { .. })),
+        "{outcome:?}"
+    );
+    assert!(stat(&store, &["t"]).is_none());
 }
