@@ -33,9 +33,9 @@ use super::client::{
     invoke, read_error_outcome, write_error_outcome, Op, Outcome, Session, READ_TIMEOUT_MS,
 };
 use super::cluster::Cluster;
-use super::recorder::{ClientEvent, EntryType, Recorder};
+use super::recorder::Recorder;
 use super::register::KeyCursor;
-use super::workload::{Workload, FINAL_PROCESS_BASE};
+use super::workload::{final_read_retried, Workload, FINAL_PROCESS_BASE};
 
 /// The file system every operation works on.
 pub const FS_NAME: &str = "default";
@@ -55,15 +55,13 @@ const NAME_OP_PERCENT: u32 = 50;
 const CREATE_PERCENT: u32 = 50;
 /// Repetitions of a value in a file's content (so a torn file shows).
 const CONTENT_REPEATS: usize = 64;
-/// Attempts of the final listing before it is left unknown.
-const FINAL_LIST_ATTEMPTS_MAX: u32 = 10;
 /// Deadline of one attempt of the final listing.
 const FINAL_LIST_TIMEOUT_MS: u64 = 10_000;
 /// Names per page of the final listing.
 const LIST_PAGE_NAMES: u32 = 1_000;
 /// Pages of the final listing, at most (bounds a runaway cursor).
 const LIST_PAGES_MAX: u32 = 10_000;
-/// Pause between attempts of the final listing, and of the setup.
+/// Pause between attempts of the setup.
 const RETRY_MS: u64 = 1_000;
 
 #[derive(Default)]
@@ -324,44 +322,19 @@ pub async fn final_reads(
             invoke(recorder, workload, &session, &op).await;
         }
     }
-    let client = Client::connect(cluster.endpoints_from(ids[0]))
-        .map_err(|e| e.to_string())?
-        .with_call_timeout(Duration::from_millis(FINAL_LIST_TIMEOUT_MS));
-    let event = |entry_type, value, error| ClientEvent {
-        process: FINAL_PROCESS_BASE,
-        entry_type,
-        f: "list",
-        key: None,
-        value,
-        error,
-        node: None,
-    };
-    for _ in 0..FINAL_LIST_ATTEMPTS_MAX {
-        recorder.client(event(EntryType::Invoke, Value::Null, None));
+    let list = |client: Client| async move {
         let listed = tokio::time::timeout(
             Duration::from_millis(FINAL_LIST_TIMEOUT_MS),
             fs.list_names(&client),
         )
         .await;
         match listed {
-            Ok(Ok(names)) => {
-                recorder.client(event(EntryType::Ok, names, None));
-                return Ok(());
-            }
-            Ok(Err(error)) => {
-                let error = Some(error.code().to_string());
-                recorder.client(event(EntryType::Fail, Value::Null, error));
-            }
-            Err(_) => {
-                let error = Some("timeout".to_string());
-                recorder.client(event(EntryType::Fail, Value::Null, error));
-            }
+            Ok(Ok(names)) => Ok(names),
+            Ok(Err(error)) => Err(error.code().to_string()),
+            Err(_) => Err("timeout".to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(RETRY_MS)).await;
-    }
-    Err(format!(
-        "the final listing failed {FINAL_LIST_ATTEMPTS_MAX} times"
-    ))
+    };
+    final_read_retried(cluster, recorder, ("list", "the final listing"), list).await
 }
 
 #[cfg(test)]

@@ -145,6 +145,33 @@ async fn set_final_read(
     cluster: &Cluster,
     recorder: &Recorder,
 ) -> Result<(), String> {
+    final_read_retried(
+        cluster,
+        recorder,
+        ("read", "the final read"),
+        |client| async move {
+            set.read_all(&client)
+                .await
+                .map_err(|error| error.code().to_string())
+        },
+    )
+    .await
+}
+
+/// A final read after healing through one fresh client (from the first node's
+/// endpoints, `FINAL_READ_TIMEOUT_MS` per call), recorded as operation `f` of process
+/// `FINAL_PROCESS_BASE` and retried up to `FINAL_READ_ATTEMPTS_MAX` times until one
+/// attempt succeeds. `read` returns the value, or the error code to record.
+pub async fn final_read_retried<F, Fut>(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    (f, what): (&'static str, &str),
+    read: F,
+) -> Result<(), String>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, String>>,
+{
     let first = cluster.ids()[0];
     let client = Client::connect(cluster.endpoints_from(first))
         .map_err(|e| e.to_string())?
@@ -152,7 +179,7 @@ async fn set_final_read(
     let event = |entry_type, value, error| ClientEvent {
         process: FINAL_PROCESS_BASE,
         entry_type,
-        f: "read",
+        f,
         key: None,
         value,
         error,
@@ -160,19 +187,14 @@ async fn set_final_read(
     };
     for _ in 0..FINAL_READ_ATTEMPTS_MAX {
         recorder.client(event(EntryType::Invoke, Value::Null, None));
-        match set.read_all(&client).await {
-            Ok(elements) => {
-                recorder.client(event(EntryType::Ok, elements, None));
+        match read(client.clone()).await {
+            Ok(value) => {
+                recorder.client(event(EntryType::Ok, value, None));
                 return Ok(());
             }
-            Err(error) => {
-                let error = Some(error.code().to_string());
-                recorder.client(event(EntryType::Fail, Value::Null, error));
-            }
+            Err(code) => recorder.client(event(EntryType::Fail, Value::Null, Some(code))),
         }
         tokio::time::sleep(Duration::from_millis(FINAL_READ_RETRY_MS)).await;
     }
-    Err(format!(
-        "the final read failed {FINAL_READ_ATTEMPTS_MAX} times"
-    ))
+    Err(format!("{what} failed {FINAL_READ_ATTEMPTS_MAX} times"))
 }
