@@ -91,6 +91,16 @@ pub const FS_BLOCK_BYTES: u64 = CHUNK_BYTES_MAX as u64;
 pub const FS_LINKS_MAX: u32 = 65_000;
 /// Largest page of one directory listing; larger `limit`s are clamped.
 pub const FS_READDIR_PAGE_MAX: u32 = 1_000;
+
+/// The names a directory page asked for with `limit` holds at most: 0 asks for the
+/// largest page (the API's documented default).
+pub fn fs_readdir_page(limit: u32) -> usize {
+    let names = match limit {
+        0 => FS_READDIR_PAGE_MAX,
+        n => n.min(FS_READDIR_PAGE_MAX),
+    };
+    names as usize
+}
 /// Paths one `stat_many` call may name.
 pub const FS_STAT_MANY_MAX: usize = 1_000;
 /// Hashes one "which chunks are missing" call may ask about.

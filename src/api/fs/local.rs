@@ -23,7 +23,7 @@ use super::{Place, RemoveMode, Target};
 use crate::api::chunk_upload::Piece;
 use crate::api::error::ApiError;
 use crate::errno::Errno;
-use crate::limits::{CHUNK_BYTES_MAX, FS_FILE_BYTES_MAX, FS_READDIR_PAGE_MAX};
+use crate::limits::{fs_readdir_page, CHUNK_BYTES_MAX, FS_FILE_BYTES_MAX};
 use crate::state;
 use crate::state::fs::read::DirPage;
 use crate::state::fs::{
@@ -221,12 +221,7 @@ impl LocalFs {
         plus: bool,
     ) -> Result<DirPage, ApiError> {
         let (path, shown) = self.target(dir)?;
-        // 0 asks for the largest page (the API's documented default).
-        let limit = if limit == 0 {
-            FS_READDIR_PAGE_MAX
-        } else {
-            limit.min(FS_READDIR_PAGE_MAX)
-        } as usize;
+        let limit = fs_readdir_page(limit);
         let mut names: Vec<String> = fs::read_dir(&path)
             .map_err(|e| io_error(e, &shown))?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())

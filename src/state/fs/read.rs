@@ -6,7 +6,7 @@ use super::data::blocks_from;
 use super::tree::{self, inode, resolve, Fs};
 use super::{refuse, At, BlockRef, DirEntry, Entry, FsRecord, Kind, Step};
 use crate::errno::Errno;
-use crate::limits::{FS_BLOCK_BYTES, FS_READDIR_PAGE_MAX};
+use crate::limits::{fs_readdir_page, FS_BLOCK_BYTES};
 use crate::state::{decode, keys, Txn};
 
 pub fn open(txn: &Txn<'_>, fs: &str) -> Step<Fs> {
@@ -55,12 +55,7 @@ pub fn readdir(
     plus: bool,
 ) -> Step<DirPage> {
     let (dir_ino, _) = tree::resolve_dir(txn, fs.id(), dir)?;
-    // 0 asks for the largest page (the API's documented default).
-    let limit = if limit == 0 {
-        FS_READDIR_PAGE_MAX
-    } else {
-        limit.min(FS_READDIR_PAGE_MAX)
-    } as usize;
+    let limit = fs_readdir_page(limit);
     let prefix = keys::fs_dir_prefix(fs.id(), dir_ino);
     let mut from = keys::fs_dirent(fs.id(), dir_ino, after);
     if !after.is_empty() {
