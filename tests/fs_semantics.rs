@@ -106,7 +106,7 @@ fn check_version(data: &[u8]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rename_over_is_atomic_while_readers_loop() {
-    let (_cluster, fs) = three_nodes().await;
+    let (cluster, fs) = three_nodes().await;
     fs.upload_bytes("/t", version_bytes(0), &upload_opts())
         .await
         .unwrap();
@@ -121,7 +121,9 @@ async fn rename_over_is_atomic_while_readers_loop() {
                 while !done.load(Ordering::Relaxed) {
                     let data = match fs.read_file("/t").await {
                         Ok(data) => data,
-                        Err(e) => panic!("a reader failed after {reads} reads: {e:?}"),
+                        Err(e) => {
+                            return Err(format!("a reader failed after {reads} reads: {e:?}"))
+                        }
                     };
                     let version = check_version(&data);
                     assert!(version >= last, "a reader went back: {last} then {version}");
@@ -129,7 +131,7 @@ async fn rename_over_is_atomic_while_readers_loop() {
                     seen.insert(version);
                     reads += 1;
                 }
-                (reads, seen.len())
+                Ok((reads, seen.len()))
             })
         })
         .collect();
@@ -142,7 +144,13 @@ async fn rename_over_is_atomic_while_readers_loop() {
     }
     done.store(true, Ordering::Relaxed);
     for reader in readers {
-        let (reads, distinct) = reader.await.expect("a reader panicked");
+        let (reads, distinct) = match reader.await.expect("a reader panicked") {
+            Ok(counts) => counts,
+            Err(failure) => {
+                cluster.dump_logs();
+                panic!("{failure}");
+            }
+        };
         println!("reader: {reads} reads, {distinct} distinct versions");
         assert!(
             reads > 0 && distinct > 1,

@@ -19,6 +19,8 @@ pub mod snapshot;
 pub mod sweep;
 pub mod txn;
 
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
 use serde::{Deserialize, Serialize};
 
 pub use error::Error;
@@ -163,6 +165,25 @@ const META_CLOCK_MS: &str = "clock_ms";
 #[derive(Clone)]
 pub struct Store {
     tree: sled::Tree,
+    /// Held shared by a [`ReadView`] and exclusively by [`Store::commit`]: sled
+    /// applies a batch atomically but has no snapshots, so a read of several keys
+    /// (a path walk: entry, then inode) could otherwise see half of two batches.
+    commits: Arc<RwLock<()>>,
+}
+
+/// Reads that see one committed state: no apply batch commits while it lives. Keep
+/// it to synchronous, bounded work (it blocks apply); never hold it across `.await`.
+pub struct ReadView<'a> {
+    txn: Txn<'a>,
+    _no_commit: RwLockReadGuard<'a, ()>,
+}
+
+impl<'a> std::ops::Deref for ReadView<'a> {
+    type Target = Txn<'a>;
+
+    fn deref(&self) -> &Txn<'a> {
+        &self.txn
+    }
 }
 
 impl Store {
@@ -171,6 +192,7 @@ impl Store {
     pub fn open(db: &sled::Db) -> sled::Result<Self> {
         Ok(Store {
             tree: db.open_tree(Self::TREE_NAME)?,
+            commits: Arc::default(),
         })
     }
 
@@ -182,9 +204,22 @@ impl Store {
         Txn::new(&self.tree)
     }
 
-    /// Commits an apply batch atomically (data, sessions and `last_applied` together).
+    /// A view for multi-key reads that must not straddle a commit.
+    pub fn read_view(&self) -> ReadView<'_> {
+        ReadView {
+            txn: Txn::new(&self.tree),
+            // The lock guards no data, so a poisoned one (a panic elsewhere while it
+            // was held) leaves nothing inconsistent behind.
+            _no_commit: self.commits.read().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// Commits an apply batch atomically (data, sessions and `last_applied` together),
+    /// never while a [`ReadView`] is open.
     pub fn commit(&self, txn: Txn<'_>) -> sled::Result<()> {
-        self.tree.apply_batch(txn.into_batch())
+        let batch = txn.into_batch();
+        let _no_reads = self.commits.write().unwrap_or_else(|p| p.into_inner());
+        self.tree.apply_batch(batch)
     }
 
     pub fn meta(&self, name: &str) -> sled::Result<Option<Vec<u8>>> {

@@ -247,3 +247,27 @@ fn the_sweeper_frees_a_purged_queue_and_a_deleted_namespace_in_bounded_steps() {
         "markers are gone once everything is freed"
     );
 }
+
+#[test]
+fn a_commit_waits_for_open_read_views() {
+    let store = store();
+    let view = store.read_view();
+    let committer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut txn = store.txn();
+            txn.put(b"k".to_vec(), b"v".to_vec());
+            store.commit(txn).unwrap();
+        })
+    };
+    // However long the committer runs meanwhile, the open view keeps it out.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(view.get(b"k").unwrap(), None);
+    assert!(
+        !committer.is_finished(),
+        "a commit went ahead of a read view"
+    );
+    drop(view);
+    committer.join().unwrap();
+    assert_eq!(store.read_view().get(b"k").unwrap(), Some(b"v".to_vec()));
+}

@@ -24,7 +24,7 @@ use crate::state::fs::read::{self, DirPage};
 use crate::state::fs::{
     admin, names, At, Entry, Failure, FsCommand, FsRecord, FsResponse, Kind, Name, Owner, LOCAL_FS,
 };
-use crate::state::{self, keys, ClientCommand, Command, Response, SessionTag, Txn};
+use crate::state::{self, keys, ClientCommand, Command, ReadView, Response, SessionTag};
 
 impl From<Failure> for ApiError {
     fn from(f: Failure) -> Self {
@@ -146,8 +146,9 @@ impl FsApi {
         Ok(self.node.read_barrier(consistency).await?)
     }
 
-    fn txn(&self) -> Txn<'_> {
-        Txn::new(self.node.store.tree())
+    /// Reads of several keys see one committed state (see `state::ReadView`).
+    fn txn(&self) -> ReadView<'_> {
+        self.node.store.read_view()
     }
 
     pub async fn create_fs(
