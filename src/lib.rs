@@ -32,6 +32,7 @@ pub mod disk;
 pub mod durable;
 pub mod errno;
 pub mod limits;
+pub mod mount;
 pub mod proto;
 pub mod raft;
 pub mod state;

@@ -12,6 +12,7 @@ pub mod bench_object;
 pub mod bench_queue;
 pub mod cluster;
 pub mod kv;
+pub mod mount;
 pub mod object;
 pub mod queue;
 pub mod server;
@@ -58,6 +59,8 @@ pub enum Command {
     Queue(queue::QueueCommand),
     /// File systems: upload, download, ls, rm, mkdir, mv, du, stat, cat, fs.
     Storage(storage::StorageArgs),
+    /// Mount a file system on a local directory (FUSE).
+    Mount(mount::MountArgs),
     /// Object storage: objects, buckets and presigned URLs.
     #[command(subcommand)]
     Object(object::ObjectCommand),
@@ -79,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(command) => queue::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Object(command) => object::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Storage(args) => storage::run(client(&cli.endpoints, &cli.token)?, args).await,
+        Command::Mount(args) => mount::run(client(&cli.endpoints, &cli.token)?, args).await,
         Command::Token(command) => token::run(client(&cli.endpoints, &cli.token)?, command).await,
         Command::Cluster(command) => {
             cluster::run(client(&cli.endpoints, &cli.token)?, command).await

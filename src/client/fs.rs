@@ -80,7 +80,7 @@ impl From<v1::Attr> for Attr {
     }
 }
 
-fn attr_of(reply: v1::AttrReply) -> Result<Attr, Error> {
+pub(super) fn attr_of(reply: v1::AttrReply) -> Result<Attr, Error> {
     reply
         .attr
         .map(Attr::from)
@@ -141,6 +141,20 @@ pub struct SetAttrs {
     pub size: Option<u64>,
     pub atime_ns: Option<i64>,
     pub mtime_ns: Option<i64>,
+    /// Set the time to the cluster's clock (`utimensat` with `UTIME_NOW`).
+    pub atime_now: bool,
+    pub mtime_now: bool,
+}
+
+/// What a create makes (see [`FsClient::make_in`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewNode<'a> {
+    pub kind: FileKind,
+    pub mode: u32,
+    pub owner: (u32, u32),
+    /// `O_EXCL`: `EEXIST` if the name exists.
+    pub exclusive: bool,
+    pub symlink_target: &'a str,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -264,21 +278,21 @@ impl Client {
     }
 }
 
-fn path_target(path: &str) -> Option<v1::Target> {
+pub(super) fn path_target(path: &str) -> Option<v1::Target> {
     Some(v1::Target {
         path: path.to_string(),
         ino: 0,
     })
 }
 
-fn ino_target(ino: u64) -> Option<v1::Target> {
+pub(super) fn ino_target(ino: u64) -> Option<v1::Target> {
     Some(v1::Target {
         path: String::new(),
         ino,
     })
 }
 
-fn path_place(path: &str) -> Option<v1::Place> {
+pub(super) fn path_place(path: &str) -> Option<v1::Place> {
     Some(v1::Place {
         path: path.to_string(),
         ..Default::default()
@@ -321,7 +335,7 @@ impl FsClient {
         )
     }
 
-    async fn read<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
+    pub(super) async fn read<T, F, Fut>(&self, attempt: F) -> Result<T, Error>
     where
         F: FnMut(super::FsGrpc) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -331,7 +345,7 @@ impl FsClient {
             .await
     }
 
-    async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
+    pub(super) async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
     where
         F: FnMut(super::FsGrpc, v1::Session) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -344,7 +358,7 @@ impl FsClient {
             .await
     }
 
-    fn consistency() -> i32 {
+    pub(super) fn consistency() -> i32 {
         ReadConsistency::Linearizable as i32
     }
 
@@ -429,9 +443,20 @@ impl FsClient {
         limit: u32,
         plus: bool,
     ) -> Result<DirPage, Error> {
+        self.read_dir_target(path_target(path), after, limit, plus)
+            .await
+    }
+
+    pub(super) async fn read_dir_target(
+        &self,
+        dir: Option<v1::Target>,
+        after: &str,
+        limit: u32,
+        plus: bool,
+    ) -> Result<DirPage, Error> {
         let request = v1::ReadDirRequest {
             fs: self.fs.clone(),
-            dir: path_target(path),
+            dir,
             after: after.to_string(),
             limit,
             plus,
@@ -477,9 +502,16 @@ impl FsClient {
     }
 
     pub async fn readlink(&self, path: &str) -> Result<String, Error> {
+        self.readlink_target(path_target(path)).await
+    }
+
+    pub(super) async fn readlink_target(
+        &self,
+        target: Option<v1::Target>,
+    ) -> Result<String, Error> {
         let request = v1::StatRequest {
             fs: self.fs.clone(),
-            target: path_target(path),
+            target,
             consistency: Self::consistency(),
         };
         Ok(self
@@ -499,21 +531,34 @@ impl FsClient {
         (exclusive, parents): (bool, bool),
         symlink_target: &str,
     ) -> Result<Attr, Error> {
-        let (fs, path, symlink_target) = (
-            self.fs.clone(),
-            path.to_string(),
-            symlink_target.to_string(),
-        );
+        let new = NewNode {
+            kind,
+            mode,
+            owner: (0, 0),
+            exclusive,
+            symlink_target,
+        };
+        self.make_place(path_place(path), &new, parents).await
+    }
+
+    pub(super) async fn make_place(
+        &self,
+        place: Option<v1::Place>,
+        new: &NewNode<'_>,
+        parents: bool,
+    ) -> Result<Attr, Error> {
+        let (fs, symlink_target) = (self.fs.clone(), new.symlink_target.to_string());
+        let (kind, mode, (uid, gid), exclusive) = (new.kind, new.mode, new.owner, new.exclusive);
         attr_of(
             self.write(move |mut c, session| {
                 let request = v1::MakeRequest {
                     session: Some(session),
                     fs: fs.clone(),
-                    place: path_place(&path),
+                    place: place.clone(),
                     kind: kind_proto(kind),
                     mode,
-                    uid: 0,
-                    gid: 0,
+                    uid,
+                    gid,
                     exclusive,
                     parents,
                     symlink_target: symlink_target.clone(),
@@ -542,13 +587,21 @@ impl FsClient {
     }
 
     async fn remove(&self, path: &str, mode: v1::RemoveMode) -> Result<u64, Error> {
-        let (fs, path) = (self.fs.clone(), path.to_string());
+        self.remove_place(path_place(path), mode).await
+    }
+
+    pub(super) async fn remove_place(
+        &self,
+        place: Option<v1::Place>,
+        mode: v1::RemoveMode,
+    ) -> Result<u64, Error> {
+        let fs = self.fs.clone();
         Ok(self
             .write(move |mut c, session| {
                 let request = v1::RemoveRequest {
                     session: Some(session),
                     fs: fs.clone(),
-                    place: path_place(&path),
+                    place: place.clone(),
                     mode: mode as i32,
                 };
                 async move { c.remove(request).await }
@@ -581,13 +634,23 @@ impl FsClient {
     }
 
     async fn rename_with(&self, from: &str, to: &str, noreplace: bool) -> Result<(), Error> {
-        let (fs, from, to) = (self.fs.clone(), from.to_string(), to.to_string());
+        self.rename_places(path_place(from), path_place(to), noreplace)
+            .await
+    }
+
+    pub(super) async fn rename_places(
+        &self,
+        from: Option<v1::Place>,
+        to: Option<v1::Place>,
+        noreplace: bool,
+    ) -> Result<(), Error> {
+        let fs = self.fs.clone();
         self.write(move |mut c, session| {
             let request = v1::RenameRequest {
                 session: Some(session),
                 fs: fs.clone(),
-                from: path_place(&from),
-                to: path_place(&to),
+                from: from.clone(),
+                to: to.clone(),
                 noreplace,
             };
             async move { c.rename(request).await }
@@ -598,14 +661,22 @@ impl FsClient {
 
     /// A hard link `path` to the file at `existing`.
     pub async fn link(&self, existing: &str, path: &str) -> Result<Attr, Error> {
-        let (fs, existing, path) = (self.fs.clone(), existing.to_string(), path.to_string());
+        self.link_to(path_target(existing), path_place(path)).await
+    }
+
+    pub(super) async fn link_to(
+        &self,
+        target: Option<v1::Target>,
+        place: Option<v1::Place>,
+    ) -> Result<Attr, Error> {
+        let fs = self.fs.clone();
         attr_of(
             self.write(move |mut c, session| {
                 let request = v1::LinkRequest {
                     session: Some(session),
                     fs: fs.clone(),
-                    target: path_target(&existing),
-                    place: path_place(&path),
+                    target: target.clone(),
+                    place: place.clone(),
                 };
                 async move { c.link(request).await }
             })
@@ -614,21 +685,29 @@ impl FsClient {
     }
 
     pub async fn set_attr(&self, path: &str, set: &SetAttrs) -> Result<Attr, Error> {
-        let (fs, path, set) = (self.fs.clone(), path.to_string(), set.clone());
+        self.set_attr_target(path_target(path), set).await
+    }
+
+    pub(super) async fn set_attr_target(
+        &self,
+        target: Option<v1::Target>,
+        set: &SetAttrs,
+    ) -> Result<Attr, Error> {
+        let (fs, set) = (self.fs.clone(), set.clone());
         attr_of(
             self.write(move |mut c, session| {
                 let request = v1::SetAttrRequest {
                     session: Some(session),
                     fs: fs.clone(),
-                    target: path_target(&path),
+                    target: target.clone(),
                     mode: set.mode,
                     uid: set.uid,
                     gid: set.gid,
                     size: set.size,
                     atime_ns: set.atime_ns,
                     mtime_ns: set.mtime_ns,
-                    atime_now: false,
-                    mtime_now: false,
+                    atime_now: set.atime_now,
+                    mtime_now: set.mtime_now,
                 };
                 async move { c.set_attr(request).await }
             })
@@ -934,9 +1013,20 @@ impl FsClient {
     }
 
     pub async fn set_xattr(&self, path: &str, name: &str, value: &[u8]) -> Result<(), Error> {
-        let (fs, path, name, value) = (
+        self.set_xattr_target(path_target(path), name, value, (false, false))
+            .await
+    }
+
+    /// `(create, replace)`: `XATTR_CREATE` / `XATTR_REPLACE`.
+    pub(super) async fn set_xattr_target(
+        &self,
+        target: Option<v1::Target>,
+        name: &str,
+        value: &[u8],
+        (create, replace): (bool, bool),
+    ) -> Result<(), Error> {
+        let (fs, name, value) = (
             self.fs.clone(),
-            path.to_string(),
             name.to_string(),
             Bytes::copy_from_slice(value),
         );
@@ -944,11 +1034,11 @@ impl FsClient {
             let request = v1::SetXattrRequest {
                 session: Some(session),
                 fs: fs.clone(),
-                target: path_target(&path),
+                target: target.clone(),
                 name: name.clone(),
                 value: value.clone(),
-                create: false,
-                replace: false,
+                create,
+                replace,
             };
             async move { c.set_xattr(request).await }
         })
@@ -957,10 +1047,18 @@ impl FsClient {
     }
 
     pub async fn get_xattr(&self, path: &str, name: &str) -> Result<Vec<u8>, Error> {
+        self.get_xattr_target(path_target(path), name).await
+    }
+
+    pub(super) async fn get_xattr_target(
+        &self,
+        target: Option<v1::Target>,
+        name: &str,
+    ) -> Result<Vec<u8>, Error> {
         let request = v1::XattrRequest {
             session: None,
             fs: self.fs.clone(),
-            target: path_target(path),
+            target,
             name: name.to_string(),
             consistency: Self::consistency(),
         };
@@ -975,9 +1073,16 @@ impl FsClient {
     }
 
     pub async fn list_xattrs(&self, path: &str) -> Result<Vec<String>, Error> {
+        self.list_xattrs_target(path_target(path)).await
+    }
+
+    pub(super) async fn list_xattrs_target(
+        &self,
+        target: Option<v1::Target>,
+    ) -> Result<Vec<String>, Error> {
         let request = v1::StatRequest {
             fs: self.fs.clone(),
-            target: path_target(path),
+            target,
             consistency: Self::consistency(),
         };
         Ok(self
@@ -990,12 +1095,20 @@ impl FsClient {
     }
 
     pub async fn remove_xattr(&self, path: &str, name: &str) -> Result<(), Error> {
-        let (fs, path, name) = (self.fs.clone(), path.to_string(), name.to_string());
+        self.remove_xattr_target(path_target(path), name).await
+    }
+
+    pub(super) async fn remove_xattr_target(
+        &self,
+        target: Option<v1::Target>,
+        name: &str,
+    ) -> Result<(), Error> {
+        let (fs, name) = (self.fs.clone(), name.to_string());
         self.write(move |mut c, session| {
             let request = v1::XattrRequest {
                 session: Some(session),
                 fs: fs.clone(),
-                target: path_target(&path),
+                target: target.clone(),
                 name: name.clone(),
                 consistency: 0,
             };
@@ -1026,13 +1139,17 @@ impl FsClient {
     /// Opens `path`: registers a handle under this client's lease (renewed in the
     /// background while any handle is open).
     pub async fn open(&self, path: &str) -> Result<OpenFile, Error> {
-        let (fs, path, lease) = (self.fs.clone(), path.to_string(), self.lease.id);
+        self.open_target(path_target(path)).await
+    }
+
+    pub(super) async fn open_target(&self, target: Option<v1::Target>) -> Result<OpenFile, Error> {
+        let (fs, lease) = (self.fs.clone(), self.lease.id);
         let attr = attr_of(
             self.write(move |mut c, session| {
                 let request = v1::OpenRequest {
                     session: Some(session),
                     fs: fs.clone(),
-                    target: path_target(&path),
+                    target: target.clone(),
                     lease,
                     lease_ms: FS_LEASE_MS_DEFAULT,
                 };

@@ -22,6 +22,7 @@
 
 mod error;
 mod fs;
+mod fs_ino;
 mod kv;
 mod object;
 mod queue;
@@ -36,8 +37,8 @@ use tokio::sync::Semaphore;
 
 pub use error::{Errno, Error};
 pub use fs::{
-    Attr, DirEntry, DirPage, FileKind, FsClient, FsInfo, OpenFile, SetAttrs, UploadOptions,
-    UploadPiece, UploadReport,
+    Attr, DirEntry, DirPage, FileKind, FsClient, FsInfo, NewNode, OpenFile, SetAttrs,
+    UploadOptions, UploadPiece, UploadReport,
 };
 pub use kv::{KeyPage, ListOptions, Namespace, PutOptions, ReadConsistency, Value};
 pub use object::{

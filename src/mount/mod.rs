@@ -1,0 +1,160 @@
+//! `cairn mount`: a FUSE mount of one file system (or a subtree of it, `--from`)
+//! on a local directory, through the SDK, so it works from any machine that
+//! reaches the cluster and follows the leader by itself.
+//!
+//! Layout: `fuse` turns kernel requests into tasks, `ops` implements them on the
+//! SDK, `writes` buffers writes until close/fsync, `reads` fetches and caches
+//! whole blocks with prefetch, `attrs` translates inodes, attributes and errors,
+//! `space` answers statfs, `stats` counts. Semantics are in docs/filesystem.md.
+
+mod attrs;
+mod fuse;
+mod ops;
+mod reads;
+mod space;
+mod stats;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::client::{Client, FileKind};
+
+/// How long the request threads get to end after the unmount.
+const SESSION_END_WAIT: Duration = Duration::from_secs(5);
+
+pub struct MountOptions {
+    pub fs: String,
+    /// The directory of the file system the mount shows as its root.
+    pub from: String,
+    pub mountpoint: PathBuf,
+    /// Bytes of file blocks kept in memory (the block cache).
+    pub cache_bytes: u64,
+    pub read_only: bool,
+    /// How long the kernel trusts attributes and names without asking again.
+    pub attr_timeout: Duration,
+    /// How long a request waits for the cluster before it fails with `EIO`.
+    pub op_timeout: Duration,
+    /// Let every user (not only the one who mounted) use the mount.
+    pub allow_other: bool,
+    /// FUSE request loops (each with its own /dev/fuse descriptor).
+    pub threads: usize,
+}
+
+/// Mounts, serves until SIGTERM/SIGINT or an outside unmount, then sends every
+/// buffered write and unmounts. SIGUSR1 logs the counters.
+pub async fn run(client: Client, options: MountOptions) -> anyhow::Result<()> {
+    let fs = client.fs(&options.fs);
+    let root = fs.stat(&options.from).await.with_context(|| {
+        format!(
+            "the mount's root {} in file system {}",
+            options.from, options.fs
+        )
+    })?;
+    anyhow::ensure!(
+        root.kind == FileKind::Dir,
+        "{} in file system {} is not a directory",
+        options.from,
+        options.fs
+    );
+    let mount = Arc::new(ops::Mount::new(fs, attrs::InoMap::new(root.ino), &options));
+    let glue = fuse::CairnFuse {
+        mount: mount.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("cairn:{}", options.fs)),
+        fuser::MountOption::Subtype("cairn".into()),
+        // The kernel checks permission bits against the attributes it has.
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoAtime,
+    ];
+    if options.read_only {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
+    if options.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(options.threads.max(1));
+    config.clone_fd = true;
+    let mountpoint = options.mountpoint.clone();
+    let session =
+        tokio::task::spawn_blocking(move || fuser::Session::new(glue, &mountpoint, &config))
+            .await?
+            .with_context(|| format!("mounting on {}", options.mountpoint.display()))?;
+    let _ = mount.notifier.set(session.notifier());
+    let background = session.spawn()?;
+    raise_readahead(&options.mountpoint);
+    tracing::info!(
+        fs = %options.fs,
+        from = %options.from,
+        mountpoint = %options.mountpoint.display(),
+        "mounted"
+    );
+    wait_for_the_end(&mount, &background).await?;
+    tracing::info!("unmounting: sending buffered writes");
+    let flushed = mount.flush_all().await;
+    // A plain thread, not spawn_blocking: the runtime's shutdown would wait for it.
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(background.umount_and_join());
+    });
+    let unmounted = tokio::time::timeout(SESSION_END_WAIT, ended).await;
+    tracing::info!("{}", mount.stats.summary());
+    match unmounted {
+        Ok(joined) => joined?.context("unmounting")?,
+        // The mount is gone but the kernel kept the connection (a copy of the mount
+        // in another mount namespace, say); exiting closes it.
+        Err(_) => tracing::warn!("the FUSE session did not end after the unmount; exiting"),
+    }
+    flushed.map_err(|errno| {
+        anyhow::anyhow!(
+            "some buffered writes could not be sent: {}",
+            std::io::Error::from_raw_os_error(errno)
+        )
+    })
+}
+
+/// Returns on SIGTERM or SIGINT, or when the session ended (an outside `umount`).
+async fn wait_for_the_end(
+    mount: &ops::Mount,
+    session: &fuser::BackgroundSession,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = usr1.recv() => tracing::info!("{}", mount.stats.summary()),
+            _ = poll.tick() => {
+                if session.guard.is_finished() {
+                    tracing::info!("the mount was unmounted from outside");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Raises the kernel's readahead for the mount to 1 MiB (it stays at 128 KiB
+/// otherwise, whatever the mount asked for in `init`). Needs root; best effort.
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&path, "1024") {
+        tracing::debug!(%path, "readahead stays at the kernel's default: {e}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The read path: whole 1 MiB blocks fetched from the cluster, kept in a bounded
+//! in-memory LRU keyed by (inode, block) and tagged with the content version they
+//! came from, so a block of an older version is never served after the mount has
+//! seen a newer one. A read that continues where the last one on its inode ended
+//! starts fetching the next `PREFETCH_BLOCKS` in parallel, so a sequential reader
+//! waits for one round trip per block at most, not one per kernel request.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Semaphore;
+
+use crate::client::FsClient;
+use crate::limits::FS_BLOCK_BYTES;
+
+/// Blocks fetched ahead of a sequential reader.
+pub const PREFETCH_BLOCKS: u64 = 4;
+/// Block fetches (reads and prefetches) in flight at once across the mount.
+pub const FETCHES_IN_FLIGHT_MAX: usize = 16;
+/// Inodes whose newest version and read position the mount remembers.
+const INODES_TRACKED_MAX: usize = 65_536;
+
+/// A fetched block: the content version it belongs to and its bytes (shorter
+/// than a block only at the end of the file).
+type Block = (u64, Bytes);
+type Fetch = Shared<BoxFuture<'static, Result<Block, i32>>>;
+
+#[derive(Default)]
+struct InodeState {
+    /// The newest content version this mount has seen for the inode.
+    version: u64,
+    size: u64,
+    /// The block after the last one read, to spot sequential readers.
+    next_block: u64,
+}
+
+pub struct Reads {
+    fs: FsClient,
+    blocks: Mutex<lru::LruCache<(u64, u64), Block>>,
+    loading: Mutex<HashMap<(u64, u64), Fetch>>,
+    /// Bounded too: an inode evicted here only loses its cached blocks' validity.
+    inodes: Mutex<lru::LruCache<u64, InodeState>>,
+    fetches: Arc<Semaphore>,
+    pub stats: Arc<super::stats::Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Guarded data is caches; a panic elsewhere leaves them usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Reads {
+    pub fn new(fs: FsClient, cache_bytes: u64, stats: Arc<super::stats::Stats>) -> Self {
+        let blocks = (cache_bytes / FS_BLOCK_BYTES).max(PREFETCH_BLOCKS * 2) as usize;
+        Reads {
+            fs,
+            blocks: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(blocks).expect("at least one block"),
+            )),
+            loading: Mutex::default(),
+            inodes: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(INODES_TRACKED_MAX).expect("non-zero"),
+            )),
+            fetches: Arc::new(Semaphore::new(FETCHES_IN_FLIGHT_MAX)),
+            stats,
+        }
+    }
+
+    /// Records the inode's current content (from an open, a stat or a write):
+    /// cached blocks of other versions stop being served.
+    pub fn saw(&self, ino: u64, version: u64, size: u64) {
+        let mut inodes = lock(&self.inodes);
+        let state = inodes.get_or_insert_mut(ino, InodeState::default);
+        if version >= state.version {
+            state.version = version;
+            state.size = size;
+        }
+    }
+
+    /// Bytes `offset..offset+size` of the inode, shorter at the end of the file.
+    pub async fn read(self: &Arc<Self>, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, i32> {
+        let end = offset.saturating_add(u64::from(size));
+        let mut out = Vec::with_capacity(size as usize);
+        if size == 0 {
+            return Ok(out);
+        }
+        let (first, last) = (offset / FS_BLOCK_BYTES, (end - 1) / FS_BLOCK_BYTES);
+        let sequential = {
+            let mut inodes = lock(&self.inodes);
+            let state = inodes.get_or_insert_mut(ino, InodeState::default);
+            let sequential = first == state.next_block || first + 1 == state.next_block;
+            state.next_block = last + 1;
+            sequential
+        };
+        if sequential {
+            self.prefetch(ino, last + 1..=last + PREFETCH_BLOCKS);
+        }
+        for index in first..=last {
+            let (_, data) = self.block(ino, index).await?;
+            let start = index * FS_BLOCK_BYTES;
+            let from = (offset.max(start) - start) as usize;
+            let to = ((end.min(start + FS_BLOCK_BYTES) - start) as usize).min(data.len());
+            if from >= to {
+                break;
+            }
+            out.extend_from_slice(&data[from..to]);
+            if (data.len() as u64) < FS_BLOCK_BYTES {
+                break;
+            }
+        }
+        self.stats.add_read(out.len());
+        Ok(out)
+    }
+
+    fn current(&self, ino: u64) -> (u64, u64) {
+        lock(&self.inodes)
+            .peek(&ino)
+            .map_or((0, u64::MAX), |s| (s.version, s.size))
+    }
+
+    /// Block `index` of the inode at its current version, from the cache or fetched.
+    async fn block(self: &Arc<Self>, ino: u64, index: u64) -> Result<Block, i32> {
+        let (version, _) = self.current(ino);
+        if let Some(block) = lock(&self.blocks).get(&(ino, index)) {
+            if block.0 == version {
+                self.stats.cache_hit();
+                return Ok(block.clone());
+            }
+        }
+        self.stats.cache_miss();
+        let block = self.fetch(ino, index).await?;
+        if block.0 < version {
+            // Fetched from a node behind the version this mount already saw; ask again.
+            return self.fetch(ino, index).await;
+        }
+        Ok(block)
+    }
+
+    /// One fetch per (inode, block) at a time: concurrent readers share it.
+    fn fetch(self: &Arc<Self>, ino: u64, index: u64) -> Fetch {
+        let mut loading = lock(&self.loading);
+        if let Some(fetch) = loading.get(&(ino, index)) {
+            return fetch.clone();
+        }
+        let this = self.clone();
+        let fetch = async move {
+            let result = this.fetch_now(ino, index).await;
+            lock(&this.loading).remove(&(ino, index));
+            result
+        }
+        .boxed()
+        .shared();
+        loading.insert((ino, index), fetch.clone());
+        fetch
+    }
+
+    async fn fetch_now(&self, ino: u64, index: u64) -> Result<Block, i32> {
+        let _permit = self.fetches.acquire().await.map_err(|_| libc::EIO)?;
+        let offset = index * FS_BLOCK_BYTES;
+        let (attr, data) = match self.fs.read_range_ino(ino, offset, FS_BLOCK_BYTES).await {
+            Ok(got) => got,
+            // A block past the end (the file shrank): empty, as a read at EOF is.
+            Err(crate::client::Error::LimitExceeded { field, .. }) if field == "offset" => {
+                return Ok((0, Bytes::new()))
+            }
+            Err(e) => return Err(super::attrs::errno_of(&e)),
+        };
+        self.stats.add_fetched(data.len());
+        self.saw(ino, attr.version, attr.size);
+        let block = (attr.version, Bytes::from(data));
+        lock(&self.blocks).put((ino, index), block.clone());
+        Ok(block)
+    }
+
+    /// Starts fetching blocks not cached yet, if fetch slots are free.
+    fn prefetch(self: &Arc<Self>, ino: u64, blocks: std::ops::RangeInclusive<u64>) {
+        let (version, size) = self.current(ino);
+        for index in blocks {
+            if index * FS_BLOCK_BYTES >= size {
+                return;
+            }
+            let cached = lock(&self.blocks)
+                .peek(&(ino, index))
+                .is_some_and(|b| b.0 == version);
+            if cached || lock(&self.loading).contains_key(&(ino, index)) {
+                continue;
+            }
+            if self.fetches.available_permits() == 0 {
+                return;
+            }
+            let fetch = self.fetch(ino, index);
+            tokio::spawn(async move {
+                let _ = fetch.await;
+            });
+        }
+    }
+}

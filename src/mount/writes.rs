@@ -1,0 +1,164 @@
+//! Write-back buffers, one per inode with unflushed writes: `write` calls land
+//! here and return at once; `flush` (close), `fsync`, a read, a truncate, release
+//! and unmount send them to the cluster in order, and only then report success.
+//!
+//! Bounded twice: an inode's buffer is flushed when it holds
+//! `INODE_DIRTY_BYTES_MAX`, and a write that would take the whole mount past
+//! `MOUNT_DIRTY_BYTES_MAX` flushes its inode first. Each buffered range is one
+//! `Write` call (one Raft command) when flushed; adjacent writes coalesce, so a
+//! sequential writer sends few large calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::client::{Attr, Error, FsClient};
+use crate::limits::FS_WRITE_BYTES_MAX;
+
+/// An inode's buffer is flushed once it holds this much (one `Write` call).
+pub const INODE_DIRTY_BYTES_MAX: usize = FS_WRITE_BYTES_MAX;
+/// Unflushed bytes across the whole mount.
+pub const MOUNT_DIRTY_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+#[derive(Default)]
+struct Dirty {
+    /// Byte ranges in the order written; a later range wins where they overlap.
+    ranges: Vec<(u64, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl Dirty {
+    fn push(&mut self, offset: u64, data: &[u8]) {
+        self.bytes += data.len();
+        if let Some((at, last)) = self.ranges.last_mut() {
+            if *at + last.len() as u64 == offset && last.len() + data.len() <= FS_WRITE_BYTES_MAX {
+                last.extend_from_slice(data);
+                return;
+            }
+        }
+        self.ranges.push((offset, data.to_vec()));
+    }
+
+    fn end(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|(at, data)| at + data.len() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+struct InodeWrites {
+    dirty: Mutex<Dirty>,
+    /// Held while a flush sends ranges, so two flushes never reorder writes.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+pub struct Writes {
+    inodes: Mutex<HashMap<u64, Arc<InodeWrites>>>,
+    dirty_bytes: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Guarded data is plain buffers; a panic elsewhere leaves them usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Writes {
+    fn inode(&self, ino: u64) -> Option<Arc<InodeWrites>> {
+        lock(&self.inodes).get(&ino).cloned()
+    }
+
+    /// Buffers a write; flushes first or after when a bound is reached.
+    pub async fn write(
+        &self,
+        fs: &FsClient,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        if self.dirty_bytes.load(Ordering::Relaxed) + data.len() > MOUNT_DIRTY_BYTES_MAX {
+            self.flush(fs, ino).await?;
+        }
+        let writes = lock(&self.inodes).entry(ino).or_default().clone();
+        let full = {
+            let mut dirty = lock(&writes.dirty);
+            dirty.push(offset, data);
+            dirty.bytes >= INODE_DIRTY_BYTES_MAX
+        };
+        self.dirty_bytes.fetch_add(data.len(), Ordering::Relaxed);
+        if full {
+            self.flush(fs, ino).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of the furthest unflushed write (0: none), for the size `stat` shows.
+    pub fn dirty_end(&self, ino: u64) -> u64 {
+        self.inode(ino).map_or(0, |w| lock(&w.dirty).end())
+    }
+
+    /// Sends the inode's buffered writes; returns the attributes after the last.
+    /// A failed range and those after it stay buffered for the next flush.
+    pub async fn flush(&self, fs: &FsClient, ino: u64) -> Result<Option<Attr>, Error> {
+        let Some(writes) = self.inode(ino) else {
+            return Ok(None);
+        };
+        let _order = writes.flushing.lock().await;
+        let ranges = std::mem::take(&mut *lock(&writes.dirty));
+        let mut last = None;
+        let mut sent = 0;
+        for (i, (offset, data)) in ranges.ranges.iter().enumerate() {
+            match fs.write_ino(ino, *offset, data).await {
+                Ok(attr) => {
+                    sent += data.len();
+                    self.dirty_bytes.fetch_sub(data.len(), Ordering::Relaxed);
+                    last = Some(attr);
+                }
+                Err(e) => {
+                    let mut dirty = lock(&writes.dirty);
+                    let later = std::mem::take(&mut dirty.ranges);
+                    let mut kept: Vec<(u64, Vec<u8>)> = ranges.ranges[i..].to_vec();
+                    kept.extend(later);
+                    dirty.bytes = kept.iter().map(|(_, d)| d.len()).sum();
+                    dirty.ranges = kept;
+                    return Err(e);
+                }
+            }
+        }
+        debug_assert_eq!(sent, ranges.bytes);
+        let mut map = lock(&self.inodes);
+        if let Some(w) = map.get(&ino) {
+            if lock(&w.dirty).ranges.is_empty() && Arc::strong_count(w) == 2 {
+                // Only the map and this call hold it: nothing is buffered or flushing.
+                map.remove(&ino);
+            }
+        }
+        Ok(last)
+    }
+
+    /// Inodes with buffered writes (for a flush at unmount).
+    pub fn dirty_inodes(&self) -> Vec<u64> {
+        lock(&self.inodes).keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_writes_coalesce_and_the_end_is_the_furthest_byte() {
+        let mut d = Dirty::default();
+        d.push(0, b"abc");
+        d.push(3, b"def");
+        d.push(100, b"x");
+        d.push(1, b"Z");
+        assert_eq!(d.ranges.len(), 3);
+        assert_eq!(d.ranges[0], (0, b"abcdef".to_vec()));
+        assert_eq!(d.bytes, 8);
+        assert_eq!(d.end(), 101);
+    }
+}
