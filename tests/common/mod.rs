@@ -9,6 +9,7 @@
 
 pub mod chunks;
 pub mod http;
+pub mod mount;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
