@@ -71,7 +71,8 @@ cleanup() {
     done
   fi
   if [[ -n "$tmp_dir" && -d "$tmp_dir" ]]; then
-    rm -rf -- "$tmp_dir"
+    # --one-file-system: a mount left inside (bench-mount.sh) is never descended into.
+    rm -rf --one-file-system -- "$tmp_dir"
   fi
   exit "$status"
 }

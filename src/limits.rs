@@ -113,6 +113,8 @@ pub const FS_WRITE_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const FS_WRITE_BLOCKS_MAX: usize = 64;
 /// Times the service redoes a partial-block write that raced another writer.
 pub const FS_WRITE_RETRIES_MAX: u32 = 16;
+/// Blocks one `BlockMap` call describes.
+pub const FS_BLOCK_MAP_BLOCKS_MAX: u64 = 256;
 /// Times a read re-resolves a path whose inode changed while it was read.
 pub const FS_READ_RETRIES_MAX: u32 = 16;
 /// Longest lease an open-handle session may take; it must renew before expiry.

@@ -351,3 +351,127 @@ async fn random_operations_match_a_local_directory() {
         assert_eq!(have, want, "seed {seed}, step {i} ({op:?}): trees differ");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Conformance suites from crates.io (installed by .ci/run: `cargo install
+// --locked pjdfstest fsx`).
+// ---------------------------------------------------------------------------
+
+/// The path of a tool `cargo install` put on PATH or in ~/.cargo/bin.
+fn tool(name: &str) -> PathBuf {
+    let candidates = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")));
+    for dir in candidates {
+        let path = dir.join(name);
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!("{name} is not installed: cargo install --locked {name} (.ci/run does)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pjdfstest_passes_except_for_special_files() {
+    let pjdfstest = tool("pjdfstest");
+    // The suite switches to other users (uid 65534 and the `tests` user).
+    let has_user = Command::new("id")
+        .arg("tests")
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !has_user {
+        let made = Command::new("useradd").arg("tests").status().unwrap();
+        assert!(
+            made.success(),
+            "pjdfstest needs a `tests` user (useradd tests)"
+        );
+    }
+    let cluster = three_nodes().await;
+    let base = cluster.dir.path().join("mounts");
+    let mount = TestMount::start(&base, "m", &all(&cluster), &["--allow-other"]);
+    let dir = mount.path.join("pjd");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mount/pjdfstest.toml");
+    let out = Command::new(pjdfstest)
+        .args([
+            "-c".as_ref(),
+            config.as_os_str(),
+            "-p".as_ref(),
+            dir.as_os_str(),
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("run pjdfstest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .unwrap_or("no summary line");
+    eprintln!("pjdfstest on a cairn mount: {summary}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
+    assert!(
+        out.status.success() && failed.is_empty(),
+        "pjdfstest: {summary}\nfailures:\n{}\nstderr:\n{}\nmount log:\n{}",
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr),
+        mount.logs()
+    );
+    assert!(summary.contains(" 0 failed"), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsx_finds_no_corruption() {
+    let fsx = tool("fsx");
+    let seed: u64 = std::env::var("CAIRN_FSX_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random::<u32>().into());
+    let ops: u64 = std::env::var("CAIRN_FSX_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    eprintln!("fsx: seed {seed} (CAIRN_FSX_SEED={seed} repeats it), {ops} operations");
+    let cluster = three_nodes().await;
+    let base = cluster.dir.path().join("mounts");
+    let mount = TestMount::start(&base, "m", &all(&cluster), &[]);
+    let artifacts = cluster.dir.path().join("fsx");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mount/fsx.toml");
+    let out = Command::new(fsx)
+        .arg("-N")
+        .arg(ops.to_string())
+        .arg("-S")
+        .arg(seed.to_string())
+        .arg("-f")
+        .arg(&config)
+        .arg("-P")
+        .arg(&artifacts)
+        .arg(mount.path.join("fsx-file"))
+        .output()
+        .expect("run fsx");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = text
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        out.status.success() && text.contains("All operations completed A-OK"),
+        "fsx seed {seed} failed ({}):\n{}\nmount log:\n{}",
+        out.status,
+        tail.join("\n"),
+        mount.logs()
+    );
+}

@@ -763,6 +763,7 @@ impl FsClient {
                         target: target.clone(),
                         offset: at,
                         data: bytes.clone(),
+                        if_version: None,
                     };
                     async move { c.write(request).await }
                 })

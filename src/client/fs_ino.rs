@@ -4,7 +4,17 @@
 
 use super::fs::{attr_of, ino_target, Attr, DirPage, FsClient, NewNode, OpenFile, SetAttrs};
 use super::Error;
+use crate::chunk_ref::{ChunkRef, Hash};
 use crate::proto::v1;
+
+/// Block `index` of a file (bytes `[index MiB, (index + 1) MiB)`) and its chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub index: u64,
+    pub chunk: ChunkRef,
+    /// How many of the chunk's bytes the block uses.
+    pub valid_len: u32,
+}
 
 fn place_in(dir: u64, name: &str) -> Option<v1::Place> {
     Some(v1::Place {
@@ -101,6 +111,78 @@ impl FsClient {
             .download_target(ino_target(ino), (offset, length), &mut data)
             .await?;
         Ok((attr, data))
+    }
+
+    /// Writes `data` (at most 16 MiB) at `offset` of inode `ino` only if the file's
+    /// content version is still `if_version` (`Error::VersionMismatch` otherwise,
+    /// and nothing is written).
+    pub async fn write_ino_if(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: bytes::Bytes,
+        if_version: u64,
+    ) -> Result<Attr, Error> {
+        let fs = self.name().to_string();
+        attr_of(
+            self.write(move |mut c, session| {
+                let request = v1::WriteRequest {
+                    session: Some(session),
+                    fs: fs.clone(),
+                    target: ino_target(ino),
+                    offset,
+                    data: data.clone(),
+                    if_version: Some(if_version),
+                };
+                async move { c.write(request).await }
+            })
+            .await?,
+        )
+    }
+
+    /// The chunk behind each block of `offset..offset+length` of inode `ino`
+    /// (holes absent), and the attributes whose content they are.
+    pub async fn block_map_ino(
+        &self,
+        ino: u64,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Attr, Vec<BlockInfo>), Error> {
+        let request = v1::BlockMapRequest {
+            fs: self.name().to_string(),
+            target: ino_target(ino),
+            offset,
+            length,
+            consistency: Self::consistency(),
+        };
+        let reply = self
+            .read(move |mut c| {
+                let request = request.clone();
+                async move { c.block_map(request).await }
+            })
+            .await?;
+        let attr = reply
+            .attr
+            .map(Attr::from)
+            .ok_or_else(|| Error::Internal("a block map without attributes".into()))?;
+        let mut blocks = Vec::with_capacity(reply.blocks.len());
+        for b in reply.blocks {
+            let chunk = b
+                .chunk
+                .ok_or_else(|| Error::Internal("a block without its chunk".into()))?;
+            let hash: Hash = chunk.hash.as_ref().try_into().map_err(|_| {
+                Error::Internal(format!("a chunk hash of {} bytes", chunk.hash.len()))
+            })?;
+            blocks.push(BlockInfo {
+                index: b.index,
+                chunk: ChunkRef {
+                    hash,
+                    len: chunk.len,
+                },
+                valid_len: b.valid_len,
+            });
+        }
+        Ok((attr, blocks))
     }
 
     /// `(create, replace)`: `XATTR_CREATE` / `XATTR_REPLACE`.

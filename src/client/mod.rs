@@ -23,6 +23,7 @@
 mod error;
 mod fs;
 mod fs_ino;
+pub use fs_ino::BlockInfo;
 mod kv;
 mod object;
 mod queue;

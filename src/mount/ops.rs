@@ -117,15 +117,19 @@ impl Mount {
     }
 
     pub async fn getattr(&self, ino: u64) -> Res<Attr> {
-        let attr = self.fs.stat_ino(ino).await.map_err(err)?;
-        Ok(attr)
+        // stat after write shows that write's size and times: buffered writes go first.
+        self.flush_writes(ino).await?;
+        self.fs.stat_ino(ino).await.map_err(err)
     }
 
     pub async fn setattr(&self, ino: u64, set: SetAttrs) -> Res<Attr> {
         self.writable()?;
         if set.size.is_some() {
             // A truncate lands after every write made before it.
-            self.writes.flush(&self.fs, ino).await.map_err(err)?;
+            self.writes
+                .flush(&self.fs, &self.reads, ino)
+                .await
+                .map_err(err)?;
         }
         let attr = self.fs.set_attr_ino(ino, &set).await.map_err(err)?;
         self.reads.saw(ino, attr.version, attr.size);
@@ -201,7 +205,7 @@ impl Mount {
     pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Res<u32> {
         self.writable()?;
         self.writes
-            .write(&self.fs, ino, offset, data)
+            .write(&self.fs, &self.reads, ino, offset, data)
             .await
             .map_err(err)?;
         self.stats.add_written(data.len());
@@ -210,7 +214,12 @@ impl Mount {
 
     /// Sends the inode's buffered writes; the kernel's pages then hold the new version.
     pub async fn flush_writes(&self, ino: u64) -> Res<()> {
-        if let Some(attr) = self.writes.flush(&self.fs, ino).await.map_err(err)? {
+        if let Some(attr) = self
+            .writes
+            .flush(&self.fs, &self.reads, ino)
+            .await
+            .map_err(err)?
+        {
             self.reads.saw(ino, attr.version, attr.size);
             lock(&self.kernel_versions).insert(ino, attr.version);
         }

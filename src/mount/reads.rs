@@ -80,6 +80,52 @@ impl Reads {
         }
     }
 
+    /// The content version the cache is based on for the inode, if it has one.
+    pub fn version(&self, ino: u64) -> Option<u64> {
+        lock(&self.inodes)
+            .peek(&ino)
+            .map(|s| s.version)
+            .filter(|&v| v > 0)
+    }
+
+    /// A compare-and-set write of `data` at `offset` turned content `base` into
+    /// `attr.version`: cached blocks of `base` become blocks of the new version
+    /// with the bytes written (and zeros where the file grew past its old end).
+    pub fn patch(&self, ino: u64, base: u64, attr: &crate::client::Attr, offset: u64, data: &[u8]) {
+        let mut blocks = lock(&self.blocks);
+        let end = offset + data.len() as u64;
+        let cached: Vec<u64> = blocks
+            .iter()
+            .filter(|((i, _), (v, _))| *i == ino && *v == base)
+            .map(|((_, index), _)| *index)
+            .collect();
+        for index in cached {
+            let Some((_, old)) = blocks.pop(&(ino, index)) else {
+                continue;
+            };
+            let start = index * FS_BLOCK_BYTES;
+            if start >= attr.size {
+                continue;
+            }
+            let len = (attr.size - start).min(FS_BLOCK_BYTES) as usize;
+            let mut bytes = old.to_vec();
+            // A write never shrinks a file: the block can only grow.
+            debug_assert!(bytes.len() <= len, "a write shrank block {index}");
+            bytes.resize(len, 0);
+            if start < end && offset < start + FS_BLOCK_BYTES {
+                let from = offset.max(start);
+                let to = end.min(start + len as u64);
+                if from < to {
+                    let src = &data[(from - offset) as usize..(to - offset) as usize];
+                    bytes[(from - start) as usize..(to - start) as usize].copy_from_slice(src);
+                }
+            }
+            blocks.put((ino, index), (attr.version, Bytes::from(bytes)));
+        }
+        drop(blocks);
+        self.saw(ino, attr.version, attr.size);
+    }
+
     /// Bytes `offset..offset+size` of the inode, shorter at the end of the file.
     pub async fn read(self: &Arc<Self>, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, i32> {
         let end = offset.saturating_add(u64::from(size));

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::reads::Reads;
 use crate::client::{Attr, Error, FsClient};
 use crate::limits::FS_WRITE_BYTES_MAX;
 
@@ -75,12 +76,13 @@ impl Writes {
     pub async fn write(
         &self,
         fs: &FsClient,
+        reads: &Reads,
         ino: u64,
         offset: u64,
         data: &[u8],
     ) -> Result<(), Error> {
         if self.dirty_bytes.load(Ordering::Relaxed) + data.len() > MOUNT_DIRTY_BYTES_MAX {
-            self.flush(fs, ino).await?;
+            self.flush(fs, reads, ino).await?;
         }
         let writes = lock(&self.inodes).entry(ino).or_default().clone();
         let full = {
@@ -90,7 +92,7 @@ impl Writes {
         };
         self.dirty_bytes.fetch_add(data.len(), Ordering::Relaxed);
         if full {
-            self.flush(fs, ino).await?;
+            self.flush(fs, reads, ino).await?;
         }
         Ok(())
     }
@@ -102,7 +104,18 @@ impl Writes {
 
     /// Sends the inode's buffered writes; returns the attributes after the last.
     /// A failed range and those after it stay buffered for the next flush.
-    pub async fn flush(&self, fs: &FsClient, ino: u64) -> Result<Option<Attr>, Error> {
+    ///
+    /// Each range is written as a compare-and-set on the content version the
+    /// block cache holds: when it wins, the cluster's new content is exactly the
+    /// cached one plus this range, so the cache is patched instead of dropped.
+    /// When it loses (another mount wrote meanwhile), the range is written over
+    /// whatever is there, and the cache's old blocks stop being served.
+    pub async fn flush(
+        &self,
+        fs: &FsClient,
+        reads: &Reads,
+        ino: u64,
+    ) -> Result<Option<Attr>, Error> {
         let Some(writes) = self.inode(ino) else {
             return Ok(None);
         };
@@ -111,7 +124,7 @@ impl Writes {
         let mut last = None;
         let mut sent = 0;
         for (i, (offset, data)) in ranges.ranges.iter().enumerate() {
-            match fs.write_ino(ino, *offset, data).await {
+            match write_range(fs, reads, ino, *offset, data).await {
                 Ok(attr) => {
                     sent += data.len();
                     self.dirty_bytes.fetch_sub(data.len(), Ordering::Relaxed);
@@ -143,6 +156,29 @@ impl Writes {
     pub fn dirty_inodes(&self) -> Vec<u64> {
         lock(&self.inodes).keys().copied().collect()
     }
+}
+
+async fn write_range(
+    fs: &FsClient,
+    reads: &Reads,
+    ino: u64,
+    offset: u64,
+    data: &[u8],
+) -> Result<Attr, Error> {
+    if let Some(base) = reads.version(ino) {
+        let bytes = bytes::Bytes::copy_from_slice(data);
+        match fs.write_ino_if(ino, offset, bytes, base).await {
+            Ok(attr) => {
+                reads.patch(ino, base, &attr, offset, data);
+                return Ok(attr);
+            }
+            Err(Error::VersionMismatch(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let attr = fs.write_ino(ino, offset, data).await?;
+    reads.saw(ino, attr.version, attr.size);
+    Ok(attr)
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::api::error::ApiError;
 use crate::clock::now_ns;
 use crate::errno::Errno;
 use crate::limits::{
-    FS_BLOCK_BYTES, FS_FILE_BYTES_MAX, FS_READ_RETRIES_MAX, FS_WRITE_BYTES_MAX,
-    FS_WRITE_RETRIES_MAX,
+    FS_BLOCK_BYTES, FS_BLOCK_MAP_BLOCKS_MAX, FS_FILE_BYTES_MAX, FS_READ_RETRIES_MAX,
+    FS_WRITE_BYTES_MAX, FS_WRITE_RETRIES_MAX,
 };
 use crate::raft::Consistency;
 use crate::state::fs::{read, At, BlockRef, Entry, FsCommand, Kind, Owner, PutFile};
@@ -122,6 +122,7 @@ impl FsApi {
         target: &Target,
         offset: u64,
         data: Bytes,
+        if_version: Option<u64>,
     ) -> Result<Entry, ApiError> {
         if data.len() > FS_WRITE_BYTES_MAX {
             let n = data.len() as u64;
@@ -156,6 +157,13 @@ impl FsApi {
                     Errno::EINVAL
                 };
                 return Err(state::Error::fs(errno, "only regular files can be written").into());
+            }
+            if if_version.is_some_and(|v| v != inode.version) {
+                return Err(state::Error::VersionMismatch {
+                    expected: if_version,
+                    current: Some(inode.version),
+                }
+                .into());
             }
             if data.is_empty() {
                 return Ok(Entry { ino, inode });
@@ -199,6 +207,14 @@ impl FsApi {
                 now_ns: now_ns(),
             };
             match self.propose(session, command).await {
+                // The caller's compare-and-set lost: another write came first.
+                Err(ApiError::State(state::Error::WriteRaced)) if if_version.is_some() => {
+                    return Err(state::Error::VersionMismatch {
+                        expected: if_version,
+                        current: None,
+                    }
+                    .into())
+                }
                 Err(ApiError::State(state::Error::WriteRaced)) => continue,
                 other => return entry_of(other?.0),
             }
@@ -270,6 +286,40 @@ impl FsApi {
             "the file kept changing while being read; retry",
         )
         .into())
+    }
+}
+
+impl FsApi {
+    /// The chunk behind each block of `offset..offset+length` (holes absent), and
+    /// the attributes of the content they belong to.
+    pub async fn block_map(
+        &self,
+        fs: &str,
+        target: &Target,
+        (offset, length): (u64, u64),
+        consistency: Consistency,
+    ) -> Result<(Entry, Vec<(u64, BlockRef)>), ApiError> {
+        if is_local(fs) {
+            return Err(state::Error::fs(
+                Errno::ENOTSUP,
+                "node-local files are not stored as chunks",
+            )
+            .into());
+        }
+        let blocks_max = FS_BLOCK_MAP_BLOCKS_MAX * FS_BLOCK_BYTES;
+        if length > blocks_max {
+            return Err(state::Error::limit("length", blocks_max, length, "bytes").into());
+        }
+        let at = parse_target(target)?;
+        self.barrier(consistency).await?;
+        let txn = self.txn();
+        let open = read::open(&txn, fs)?;
+        let entry = read::stat(&txn, &open, &at)?;
+        if entry.inode.kind != Kind::File {
+            return Err(state::Error::fs(Errno::EINVAL, "only regular files have blocks").into());
+        }
+        let blocks = read::blocks(&txn, &open, entry.ino, offset, length)?;
+        Ok((entry, blocks))
     }
 }
 

@@ -348,6 +348,7 @@ impl Fs for FsService {
                 &target(r.target),
                 r.offset,
                 r.data,
+                r.if_version,
             )
             .await?;
         Ok(Response::new(attr_reply(&entry, 0)))
@@ -431,6 +432,29 @@ impl Fs for FsService {
         });
         let stream = futures::stream::once(async move { Ok(info) }).chain(data);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn block_map(&self, request: Request<v1::BlockMapRequest>) -> Reply<v1::BlockMapReply> {
+        let r = request.into_inner();
+        let consistency = convert::consistency(r.consistency)?;
+        let (entry, blocks) = self
+            .api
+            .block_map(&r.fs, &target(r.target), (r.offset, r.length), consistency)
+            .await?;
+        Ok(Response::new(v1::BlockMapReply {
+            attr: Some(attr(&entry)),
+            blocks: blocks
+                .into_iter()
+                .map(|(index, block)| v1::BlockInfo {
+                    index,
+                    chunk: Some(v1::ChunkName {
+                        hash: block.chunk.hash.to_vec().into(),
+                        len: block.chunk.len,
+                    }),
+                    valid_len: block.len,
+                })
+                .collect(),
+        }))
     }
 
     async fn missing_chunks(
