@@ -32,6 +32,12 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// Where a store rooted at `dir` keeps chunk `hash` (readers outside the node, such
+/// as a mount on the same machine, find chunk files by this alone).
+pub fn chunk_path(dir: &Path, hash: &Hash) -> PathBuf {
+    dir.join(hex::encode(&hash[..1])).join(hex::encode(hash))
+}
+
 impl ChunkStore {
     /// Opens `dir`, creating it and its shard directories durably, and removes
     /// temp files an interrupted write left behind.
@@ -79,7 +85,7 @@ impl ChunkStore {
     }
 
     pub fn path(&self, hash: &Hash) -> PathBuf {
-        self.shard_dir(hash).join(hex::encode(hash))
+        chunk_path(&self.dir, hash)
     }
 
     pub fn has(&self, hash: &Hash) -> bool {

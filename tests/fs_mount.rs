@@ -475,3 +475,89 @@ async fn fsx_finds_no_corruption() {
         mount.logs()
     );
 }
+
+/// The "bytes fetched from the cluster" count from a mount's last counters line.
+fn fetched_bytes(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("bytes fetched from the cluster"))
+        .unwrap_or_else(|| panic!("no counters line in the mount log:\n{log}"));
+    let before = line
+        .split(" bytes fetched from the cluster")
+        .next()
+        .unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_cache_serves_a_remount_and_refetches_a_damaged_chunk() {
+    let cluster = three_nodes().await;
+    let fs = cluster.client().fs("default");
+    let data = content("cached", 5 * 1024 * 1024);
+    fs.upload_bytes("/cached", data.clone().into(), &Default::default())
+        .await
+        .unwrap();
+    let base = cluster.dir.path().join("mounts");
+    let cache = cluster.dir.path().join("cache");
+    let cache_arg = cache.to_string_lossy().into_owned();
+    let args = ["--cache-dir", cache_arg.as_str()];
+
+    let mut first = TestMount::start(&base, "first", &all(&cluster), &args);
+    assert!(std::fs::read(first.path.join("cached")).unwrap() == data);
+    assert!(first.stop().success());
+    assert_eq!(fetched_bytes(&first.logs()), data.len() as u64);
+
+    // Damage one cached chunk: it must be refetched, never served.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for shard in std::fs::read_dir(&cache).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    assert_eq!(files.len(), 5, "one cached chunk per MiB: {files:?}");
+    std::fs::write(&files[0], b"not the chunk this name says").unwrap();
+
+    let mut second = TestMount::start(&base, "second", &all(&cluster), &args);
+    assert!(std::fs::read(second.path.join("cached")).unwrap() == data);
+    assert!(second.stop().success());
+    assert_eq!(
+        fetched_bytes(&second.logs()),
+        1024 * 1024,
+        "only the damaged chunk comes from the cluster"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_gives_eio_in_bounded_time_and_the_mount_recovers() {
+    let cluster = three_nodes().await;
+    let base = cluster.dir.path().join("mounts");
+    let mount = TestMount::start(&base, "m", &all(&cluster), &["--op-timeout-ms", "3000"]);
+    std::fs::write(mount.path.join("before"), b"written while reachable").unwrap();
+    for node in &cluster.nodes {
+        node.pause();
+    }
+    let started = Instant::now();
+    let e = std::fs::metadata(mount.path.join("never-looked-up")).unwrap_err();
+    let waited = started.elapsed();
+    for node in &cluster.nodes {
+        node.resume();
+    }
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(waited < Duration::from_secs(30), "EIO after {waited:?}");
+    // Once the nodes answer again, so does the mount, by itself.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match std::fs::read(mount.path.join("before")) {
+            Ok(data) => {
+                assert_eq!(data, b"written while reachable");
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("still waiting for the cluster: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("the mount did not recover: {e}"),
+        }
+    }
+}

@@ -18,9 +18,20 @@ pub struct MountArgs {
     /// The directory of the file system to show as the mount's root ("mount from").
     #[arg(long, default_value = "/")]
     pub from: String,
+    /// Keep file chunks in this directory (content-addressed, verified when read,
+    /// kept across remounts).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes the chunk cache in --cache-dir may hold.
+    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub cache_size: u64,
     /// Bytes of file blocks the mount keeps in memory.
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
-    pub cache_size: u64,
+    pub memory_cache_size: u64,
+    /// The chunk directory (<data-dir>/chunks) of a cluster node on this machine:
+    /// chunks found there are read directly, never fetched.
+    #[arg(long)]
+    pub node_chunks: Option<PathBuf>,
     /// Refuse every change (EROFS).
     #[arg(long)]
     pub read_only: bool,
@@ -55,7 +66,10 @@ pub async fn run(client: Client, args: MountArgs) -> anyhow::Result<()> {
             fs: args.fs,
             from: args.from,
             mountpoint: args.mountpoint,
+            memory_cache_bytes: args.memory_cache_size,
+            cache_dir: args.cache_dir,
             cache_bytes: args.cache_size,
+            node_chunks: args.node_chunks,
             read_only: args.read_only,
             attr_timeout: Duration::from_millis(args.attr_timeout_ms),
             op_timeout: Duration::from_millis(args.op_timeout_ms),

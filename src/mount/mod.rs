@@ -4,10 +4,12 @@
 //!
 //! Layout: `fuse` turns kernel requests into tasks, `ops` implements them on the
 //! SDK, `writes` buffers writes until close/fsync, `reads` fetches and caches
-//! whole blocks with prefetch, `attrs` translates inodes, attributes and errors,
+//! whole blocks with prefetch, `disk_cache` keeps chunks on local disk by hash,
+//! `attrs` translates inodes, attributes and errors,
 //! `space` answers statfs, `stats` counts. Semantics are in docs/filesystem.md.
 
 mod attrs;
+mod disk_cache;
 mod fuse;
 mod ops;
 mod reads;
@@ -32,7 +34,12 @@ pub struct MountOptions {
     pub from: String,
     pub mountpoint: PathBuf,
     /// Bytes of file blocks kept in memory (the block cache).
+    pub memory_cache_bytes: u64,
+    /// The content-addressed chunk cache on disk, and its bound in bytes.
+    pub cache_dir: Option<PathBuf>,
     pub cache_bytes: u64,
+    /// A cluster node's chunk directory on this machine, read directly.
+    pub node_chunks: Option<PathBuf>,
     pub read_only: bool,
     /// How long the kernel trusts attributes and names without asking again.
     pub attr_timeout: Duration,
@@ -60,7 +67,23 @@ pub async fn run(client: Client, options: MountOptions) -> anyhow::Result<()> {
         options.from,
         options.fs
     );
-    let mount = Arc::new(ops::Mount::new(fs, attrs::InoMap::new(root.ino), &options));
+    let cache = match &options.cache_dir {
+        Some(dir) => Some(
+            disk_cache::DiskCache::open(dir, options.cache_bytes)
+                .with_context(|| format!("the chunk cache in {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let local = reads::LocalChunks {
+        cache,
+        node_chunks: options.node_chunks.clone(),
+    };
+    let mount = Arc::new(ops::Mount::new(
+        fs,
+        attrs::InoMap::new(root.ino),
+        &options,
+        local,
+    ));
     let glue = fuse::CairnFuse {
         mount: mount.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -98,10 +121,11 @@ pub async fn run(client: Client, options: MountOptions) -> anyhow::Result<()> {
     wait_for_the_end(&mount, &background).await?;
     tracing::info!("unmounting: sending buffered writes");
     let flushed = mount.flush_all().await;
+    unmount(&options.mountpoint)?;
     // A plain thread, not spawn_blocking: the runtime's shutdown would wait for it.
     let (done, ended) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let _ = done.send(background.umount_and_join());
+        let _ = done.send(background.join());
     });
     let unmounted = tokio::time::timeout(SESSION_END_WAIT, ended).await;
     tracing::info!("{}", mount.stats.summary());
@@ -141,6 +165,44 @@ async fn wait_for_the_end(
                 }
             }
         }
+    }
+}
+
+/// Unmounts; if a process still uses the mount (its working directory or an open
+/// file), detaches it instead: it disappears from the namespace at once and the
+/// kernel ends the session when the last user lets go. Not mounted (someone ran
+/// umount) is no error.
+fn unmount(mountpoint: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+        Some(libc::EBUSY) => {
+            tracing::warn!("the mount is busy; detaching it (umount -l)");
+            // SAFETY: as above.
+            if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error()).context("detaching the mount")
+            }
+        }
+        // Not root: the setuid helper unmounts for the user who mounted.
+        Some(libc::EPERM) => {
+            let status = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(mountpoint)
+                .status()
+                .context("running fusermount3 -u")?;
+            anyhow::ensure!(status.success(), "fusermount3 -u failed ({status})");
+            Ok(())
+        }
+        _ => Err(error).context("unmounting"),
     }
 }
 

@@ -67,10 +67,16 @@ fn err(e: Error) -> i32 {
 }
 
 impl Mount {
-    pub fn new(fs: FsClient, map: InoMap, options: &super::MountOptions) -> Self {
+    pub fn new(
+        fs: FsClient,
+        map: InoMap,
+        options: &super::MountOptions,
+        local: super::reads::LocalChunks,
+    ) -> Self {
         let stats = Arc::new(Stats::default());
+        let reads = Reads::new(fs.clone(), options.memory_cache_bytes, local, stats.clone());
         Mount {
-            reads: Arc::new(Reads::new(fs.clone(), options.cache_bytes, stats.clone())),
+            reads: Arc::new(reads),
             fs,
             map,
             ttl: options.attr_timeout,

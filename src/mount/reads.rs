@@ -13,7 +13,9 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
-use crate::client::FsClient;
+use super::disk_cache::{read_node_chunk, DiskCache};
+use crate::chunk_ref::Hash;
+use crate::client::{BlockInfo, FsClient};
 use crate::limits::FS_BLOCK_BYTES;
 
 /// Blocks fetched ahead of a sequential reader.
@@ -22,6 +24,48 @@ pub const PREFETCH_BLOCKS: u64 = 4;
 pub const FETCHES_IN_FLIGHT_MAX: usize = 16;
 /// Inodes whose newest version and read position the mount remembers.
 const INODES_TRACKED_MAX: usize = 65_536;
+/// Blocks one block-map request covers (64 MiB of file).
+const BLOCK_MAP_WINDOW_BLOCKS: u64 = 64;
+/// Inodes whose block map the mount keeps.
+const BLOCK_MAPS_MAX: usize = 4096;
+
+/// Which chunk holds each block of a window of a file, at one content version.
+struct BlockWindow {
+    version: u64,
+    size: u64,
+    first: u64,
+    blocks: HashMap<u64, BlockInfo>,
+}
+
+/// What the block map says of one block.
+struct KnownBlock {
+    version: u64,
+    size: u64,
+    /// `None`: a hole.
+    info: Option<BlockInfo>,
+}
+
+/// Where chunks can come from without the network.
+pub struct LocalChunks {
+    pub cache: Option<DiskCache>,
+    /// A cluster node's chunk directory on this machine.
+    pub node_chunks: Option<std::path::PathBuf>,
+}
+
+impl LocalChunks {
+    fn any(&self) -> bool {
+        self.cache.is_some() || self.node_chunks.is_some()
+    }
+
+    fn get(&self, hash: &Hash) -> Option<Bytes> {
+        if let Some(dir) = &self.node_chunks {
+            if let Some(data) = read_node_chunk(dir, hash) {
+                return Some(data);
+            }
+        }
+        self.cache.as_ref().and_then(|c| c.get(hash))
+    }
+}
 
 /// A fetched block: the content version it belongs to and its bytes (shorter
 /// than a block only at the end of the file).
@@ -44,6 +88,8 @@ pub struct Reads {
     /// Bounded too: an inode evicted here only loses its cached blocks' validity.
     inodes: Mutex<lru::LruCache<u64, InodeState>>,
     fetches: Arc<Semaphore>,
+    local: Arc<LocalChunks>,
+    maps: Mutex<lru::LruCache<u64, BlockWindow>>,
     pub stats: Arc<super::stats::Stats>,
 }
 
@@ -53,7 +99,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Reads {
-    pub fn new(fs: FsClient, cache_bytes: u64, stats: Arc<super::stats::Stats>) -> Self {
+    pub fn new(
+        fs: FsClient,
+        cache_bytes: u64,
+        local: LocalChunks,
+        stats: Arc<super::stats::Stats>,
+    ) -> Self {
         let blocks = (cache_bytes / FS_BLOCK_BYTES).max(PREFETCH_BLOCKS * 2) as usize;
         Reads {
             fs,
@@ -65,6 +116,10 @@ impl Reads {
                 NonZeroUsize::new(INODES_TRACKED_MAX).expect("non-zero"),
             )),
             fetches: Arc::new(Semaphore::new(FETCHES_IN_FLIGHT_MAX)),
+            local: Arc::new(local),
+            maps: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(BLOCK_MAPS_MAX).expect("non-zero"),
+            )),
             stats,
         }
     }
@@ -203,8 +258,84 @@ impl Reads {
         fetch
     }
 
+    /// The block map's word on block `index` at the inode's current version.
+    async fn known_block(&self, ino: u64, index: u64) -> Result<KnownBlock, i32> {
+        let (version, _) = self.current(ino);
+        if let Some(w) = lock(&self.maps).get(&ino) {
+            if w.version == version && (w.first..w.first + BLOCK_MAP_WINDOW_BLOCKS).contains(&index)
+            {
+                let (version, size, info) = (w.version, w.size, w.blocks.get(&index).copied());
+                return Ok(KnownBlock {
+                    version,
+                    size,
+                    info,
+                });
+            }
+        }
+        let (offset, length) = (
+            index * FS_BLOCK_BYTES,
+            BLOCK_MAP_WINDOW_BLOCKS * FS_BLOCK_BYTES,
+        );
+        let (attr, blocks) = self
+            .fs
+            .block_map_ino(ino, offset, length)
+            .await
+            .map_err(|e| super::attrs::errno_of(&e))?;
+        self.saw(ino, attr.version, attr.size);
+        let window = BlockWindow {
+            version: attr.version,
+            size: attr.size,
+            first: index,
+            blocks: blocks.into_iter().map(|b| (b.index, b)).collect(),
+        };
+        let info = window.blocks.get(&index).copied();
+        lock(&self.maps).put(ino, window);
+        Ok(KnownBlock {
+            version: attr.version,
+            size: attr.size,
+            info,
+        })
+    }
+
+    /// The block from a chunk on this machine (cache or node), if there is one.
+    async fn local_block(&self, known: &KnownBlock, index: u64) -> Option<Block> {
+        let start = index * FS_BLOCK_BYTES;
+        if start >= known.size {
+            return Some((known.version, Bytes::new()));
+        }
+        let len = (known.size - start).min(FS_BLOCK_BYTES) as usize;
+        let data = match known.info {
+            // A hole reads as zeros.
+            None => Vec::new(),
+            Some(b) if b.chunk.len == b.valid_len => {
+                let (local, hash) = (self.local.clone(), b.chunk.hash);
+                let chunk = tokio::task::spawn_blocking(move || local.get(&hash))
+                    .await
+                    .ok()??;
+                chunk[..(b.valid_len as usize).min(chunk.len())].to_vec()
+            }
+            Some(_) => return None,
+        };
+        let mut data = data;
+        data.resize(len.max(data.len()), 0);
+        data.truncate(len);
+        Some((known.version, Bytes::from(data)))
+    }
+
     async fn fetch_now(&self, ino: u64, index: u64) -> Result<Block, i32> {
         let _permit = self.fetches.acquire().await.map_err(|_| libc::EIO)?;
+        // Without a block map (a node too old to serve one), the block is fetched.
+        let known = match self.local.any() {
+            true => self.known_block(ino, index).await.ok(),
+            false => None,
+        };
+        if let Some(known) = &known {
+            if let Some(block) = self.local_block(known, index).await {
+                self.stats.local_hit();
+                lock(&self.blocks).put((ino, index), block.clone());
+                return Ok(block);
+            }
+        }
         let offset = index * FS_BLOCK_BYTES;
         let (attr, data) = match self.fs.read_range_ino(ino, offset, FS_BLOCK_BYTES).await {
             Ok(got) => got,
@@ -216,6 +347,23 @@ impl Reads {
         };
         self.stats.add_fetched(data.len());
         self.saw(ino, attr.version, attr.size);
+        if let Some(KnownBlock {
+            version,
+            info: Some(b),
+            ..
+        }) = known
+        {
+            // Cache the chunk only if these bytes are the one the map named.
+            let whole = b.chunk.len == b.valid_len && data.len() >= b.valid_len as usize;
+            if version == attr.version && whole && self.local.cache.is_some() {
+                let (local, chunk) = (self.local.clone(), data[..b.valid_len as usize].to_vec());
+                tokio::task::spawn_blocking(move || {
+                    if let Some(cache) = &local.cache {
+                        cache.put(&b.chunk.hash, &chunk);
+                    }
+                });
+            }
+        }
         let block = (attr.version, Bytes::from(data));
         lock(&self.blocks).put((ino, index), block.clone());
         Ok(block)

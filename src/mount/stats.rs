@@ -13,6 +13,7 @@ pub struct Stats {
     bytes_fetched: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    local_hits: AtomicU64,
 }
 
 impl Default for Stats {
@@ -26,6 +27,7 @@ impl Default for Stats {
             bytes_fetched: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            local_hits: AtomicU64::new(0),
         }
     }
 }
@@ -54,6 +56,11 @@ impl Stats {
         self.cache_hits.fetch_add(1, Relaxed);
     }
 
+    /// A block served from a chunk on this machine (disk cache or node files).
+    pub fn local_hit(&self) {
+        self.local_hits.fetch_add(1, Relaxed);
+    }
+
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Relaxed);
     }
@@ -74,12 +81,13 @@ impl Stats {
         format!(
             "{ops} ops ({:.1}/s), {} errors, {} bytes read by programs, {} bytes written, \
              {} bytes fetched from the cluster, block cache hit rate {hit_rate:.1}% \
-             ({hits} hits, {misses} misses)",
+             ({hits} hits, {misses} misses, {} of the misses served from local chunks)",
             ops as f64 / secs,
             self.errors.load(Relaxed),
             self.bytes_read.load(Relaxed),
             self.bytes_written.load(Relaxed),
             self.bytes_fetched.load(Relaxed),
+            self.local_hits.load(Relaxed),
         )
     }
 }
