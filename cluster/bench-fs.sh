@@ -73,16 +73,6 @@ for f in "$tmp_dir"/src/small/f*; do
 done
 sync
 
-# CPU seconds (user + system) a set of pids used so far.
-cpu_secs() {
-  local total=0 pid ticks
-  ticks="$(getconf CLK_TCK)"
-  for pid in "$@"; do
-    [[ -r "/proc/$pid/stat" ]] || continue
-    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
-  done
-  awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.2f", t / k }'
-}
 
 rows=()
 # run NAME SET FILES BYTES -- command...: times the command, records a row with the

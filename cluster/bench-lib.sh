@@ -1,7 +1,8 @@
-# Shared by cluster/bench.sh, bench-queue.sh and bench-object.sh (sourced, not
-# run): logging, cleanup of exactly the processes and temp dir a script started,
-# installing missing Debian packages, and the awk helpers the result tables use. The sourcing script sets SCRIPT_NAME and
-# STOP_WAIT_SECS first, and fills `pids` and `tmp_dir` as it starts things.
+# Shared by the cluster/bench*.sh scripts (sourced, not run): logging, cleanup of
+# exactly the processes and temp dir a script started, installing missing Debian
+# packages, CPU seconds from /proc, and the awk helpers the result tables use. The
+# sourcing script sets SCRIPT_NAME and STOP_WAIT_SECS first, and fills `pids` and
+# `tmp_dir` as it starts things.
 # shellcheck shell=bash
 
 log() { echo "${SCRIPT_NAME}: $*" >&2; }
@@ -22,6 +23,17 @@ readonly AWK_REPORT_FUNCTIONS='
   }
   function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "n/a" }
 '
+
+# --- CPU seconds (user + system) a set of pids used so far, from /proc ---------------
+cpu_secs() {
+  local total=0 pid ticks
+  ticks="$(getconf CLK_TCK)"
+  for pid in "$@"; do
+    [[ -r "/proc/$pid/stat" ]] || continue
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
+  done
+  awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.2f", t / k }'
+}
 
 # --- cleanup: only what this script started ------------------------------------------
 pids=()

@@ -63,15 +63,6 @@ tar cf "$tmp_dir/tree.tar" -C "$(dirname "$tar_src")" "$(basename "$tar_src")"
 tar_files="$(tar tf "$tmp_dir/tree.tar" | wc -l)"
 sync
 
-cpu_secs() {
-  local total=0 pid ticks
-  ticks="$(getconf CLK_TCK)"
-  for pid in "$@"; do
-    [[ -r "/proc/$pid/stat" ]] || continue
-    total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") ))
-  done
-  awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.2f", t / k }'
-}
 
 is_mounted() { awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' /proc/self/mounts; }
 
