@@ -149,6 +149,7 @@ wait_mounted "$tmp_dir/bind"
 target_pids=("$bindfs_pid")
 workloads bindfs "$tmp_dir/bind"
 stop_pid "$bindfs_pid"
+pids=()
 
 # --- cairn mount of a 3-node cluster -------------------------------------------------------
 start_cairn_cluster

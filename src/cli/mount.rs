@@ -48,6 +48,10 @@ pub struct MountArgs {
     /// FUSE request loops.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Stay in the foreground and log to stderr (the default and only mode; run it
+    /// under a service manager or `&` to detach).
+    #[arg(long)]
+    pub foreground: bool,
 }
 
 pub async fn run(client: Client, args: MountArgs) -> anyhow::Result<()> {

@@ -54,6 +54,13 @@ pub struct MountOptions {
 /// Mounts, serves until SIGTERM/SIGINT or an outside unmount, then sends every
 /// buffered write and unmounts. SIGUSR1 logs the counters.
 pub async fn run(client: Client, options: MountOptions) -> anyhow::Result<()> {
+    // Node-local storage is addressed by path only (no inode numbers or handles);
+    // the mount speaks inodes.
+    anyhow::ensure!(
+        options.fs != "local",
+        "mounting node-local storage is not supported yet; reach it with `cairn storage --fs local`, \
+         or use the node's --local-dir directly on that node"
+    );
     let fs = client.fs(&options.fs);
     let root = fs.stat(&options.from).await.with_context(|| {
         format!(

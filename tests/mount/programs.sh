@@ -14,7 +14,7 @@ step "tar x of many small files"
 python3 - "$scratch/many" <<'PY'
 import os, sys
 root = sys.argv[1]
-for d in range(10):
+for d in range(20):
     os.makedirs(f"{root}/d{d}", exist_ok=True)
     for f in range(100):
         with open(f"{root}/d{d}/f{f}.txt", "w") as out:
@@ -24,7 +24,7 @@ tar cf "$scratch/many.tar" -C "$scratch" many
 mkdir "$mnt/untar"
 tar xf "$scratch/many.tar" -C "$mnt/untar"
 diff -r "$scratch/many" "$mnt/untar/many"
-test "$(find "$mnt/untar/many" -type f | wc -l)" -eq 1000
+test "$(find "$mnt/untar/many" -type f | wc -l)" -eq 2000
 
 step "rsync -a in and out"
 rsync -a "$src/" "$mnt/rsynced/"
@@ -107,5 +107,33 @@ with open(f"{root}/py/b/log", "a") as f:
 with open(f"{root}/py/b/log", "a") as f:
     f.write("two\n")
 assert open(f"{root}/py/b/log").read() == "one\ntwo\n"
+# An unlinked file stays readable and writable through the handle that holds it.
+f = open(f"{root}/py/b/gone", "w+b")
+f.write(b"kept while open")
+f.flush()
+os.unlink(f"{root}/py/b/gone")
+assert not os.path.exists(f"{root}/py/b/gone")
+f.write(b", and after")
+f.seek(0)
+assert f.read() == b"kept while open, and after"
+f.close()
+# O_EXCL refuses an existing name; O_TRUNC empties; a sparse file reads zeros.
+try:
+    os.open(f"{root}/py/b/log", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    raise SystemExit("O_EXCL opened an existing file")
+except FileExistsError:
+    pass
+os.close(os.open(f"{root}/py/b/log", os.O_WRONLY | os.O_TRUNC))
+assert os.path.getsize(f"{root}/py/b/log") == 0
+with open(f"{root}/py/b/sparse", "wb") as f:
+    f.seek(3 * 1024 * 1024)
+    f.write(b"end")
+with open(f"{root}/py/b/sparse", "rb") as f:
+    data = f.read()
+assert len(data) == 3 * 1024 * 1024 + 3 and data[:-3] == bytes(3 * 1024 * 1024)
 PY
+
+step "flock within the mount"
+touch "$mnt/lockfile"
+flock -n "$mnt/lockfile" -c "! flock -n '$mnt/lockfile' -c true"
 echo "all programs passed" >&2
