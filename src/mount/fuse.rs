@@ -8,12 +8,13 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use crate::client::{Attr, FileKind, NewNode, SetAttrs};
@@ -54,6 +55,7 @@ macro_rules! fail {
 }
 fail!(
     ReplyAttr,
+    ReplyDirectoryPlus,
     ReplyCreate,
     ReplyData,
     ReplyDirectory,
@@ -176,6 +178,9 @@ impl fuser::Filesystem for CairnFuse {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_AUTO_INVAL_DATA,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            // Listings carry attributes: `ls -l` and `find` need no lookup per entry.
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -625,6 +630,66 @@ impl fuser::Filesystem for CairnFuse {
         );
     }
 
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        let m = self.m();
+        let from = usize::try_from(offset).unwrap_or(usize::MAX);
+        self.spawn(
+            "readdirplus",
+            ino.0.to_string(),
+            reply,
+            async move {
+                m.readdir(fh.0, from.saturating_sub(2), READDIR_BATCH_ENTRIES)
+                    .await
+            },
+            move |m, mut r, entries| {
+                let mut at = from;
+                for (pos, name) in [(0usize, "."), (1, "..")] {
+                    if at == pos {
+                        // The kernel makes no entries for "." and ".." from a readdirplus
+                        // answer; the attributes only have to be well formed.
+                        let attr = dot_attr(ino);
+                        if r.add(
+                            ino,
+                            pos as u64 + 1,
+                            name,
+                            &Duration::ZERO,
+                            &attr,
+                            GENERATION,
+                        ) {
+                            return r.ok();
+                        }
+                        at += 1;
+                    }
+                }
+                for entry in entries {
+                    at += 1;
+                    // An entry listed without attributes vanished meanwhile: leave it out.
+                    let Some(attr) = &entry.attr else { continue };
+                    let size = m.size_of(attr);
+                    let fattr = file_attr(&m.map, attr, size);
+                    if r.add(
+                        fattr.ino,
+                        at as u64,
+                        &entry.name,
+                        &m.ttl,
+                        &fattr,
+                        GENERATION,
+                    ) {
+                        break;
+                    }
+                }
+                r.ok()
+            },
+        );
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
@@ -753,6 +818,27 @@ impl fuser::Filesystem for CairnFuse {
             async move { m.remove_xattr(ino_c, &name?).await },
             |_, r, ()| r.ok(),
         );
+    }
+}
+
+/// Well-formed attributes for the "." and ".." of a readdirplus answer.
+fn dot_attr(ino: INodeNo) -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino,
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: fuser::FileType::Directory,
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
     }
 }
 

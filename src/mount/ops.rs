@@ -274,7 +274,8 @@ impl Mount {
             };
             let page = self
                 .fs
-                .read_dir_ino(*ino, &after, READDIR_PAGE_ENTRIES, false)
+                // With attributes: the kernel asks for readdirplus and caches them.
+                .read_dir_ino(*ino, &after, READDIR_PAGE_ENTRIES, true)
                 .await
                 .map_err(err)?;
             listing.entries.extend(page.entries);
