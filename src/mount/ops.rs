@@ -218,16 +218,28 @@ impl Mount {
         Ok(data.len() as u32)
     }
 
-    /// Sends the inode's buffered writes; the kernel's pages then hold the new version.
+    /// Sends the inode's buffered writes. If every range won its compare-and-set,
+    /// the kernel's pages (which saw the same writes) hold the new version; if not,
+    /// another mount's writes came between and those pages are dropped.
     pub async fn flush_writes(&self, ino: u64) -> Res<()> {
-        if let Some(attr) = self
+        let flushed = self
             .writes
             .flush(&self.fs, &self.reads, ino)
             .await
-            .map_err(err)?
-        {
-            self.reads.saw(ino, attr.version, attr.size);
-            lock(&self.kernel_versions).insert(ino, attr.version);
+            .map_err(err)?;
+        if let Some(done) = flushed {
+            self.reads.saw(ino, done.attr.version, done.attr.size);
+            if done.compare_and_set {
+                lock(&self.kernel_versions).insert(ino, done.attr.version);
+            } else {
+                lock(&self.kernel_versions).remove(&ino);
+                if let Some(notifier) = self.notifier.get().cloned() {
+                    // Not awaited: this may run inside a read of the same inode, whose
+                    // pages the kernel keeps locked until that read is answered.
+                    let kernel_ino = self.map.kernel(ino);
+                    tokio::task::spawn_blocking(move || notifier.inval_inode(kernel_ino, 0, 0));
+                }
+            }
         }
         Ok(())
     }

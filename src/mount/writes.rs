@@ -8,9 +8,11 @@
 //! `Write` call (one Raft command) when flushed; adjacent writes coalesce, so a
 //! sequential writer sends few large calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use super::reads::Reads;
 use crate::client::{Attr, Error, FsClient};
@@ -24,20 +26,27 @@ pub const MOUNT_DIRTY_BYTES_MAX: usize = 256 * 1024 * 1024;
 #[derive(Default)]
 struct Dirty {
     /// Byte ranges in the order written; a later range wins where they overlap.
-    ranges: Vec<(u64, Vec<u8>)>,
+    ranges: VecDeque<(u64, Bytes)>,
     bytes: usize,
+    /// The front range is being sent: later writes must not extend it.
+    sending_front: bool,
 }
 
 impl Dirty {
     fn push(&mut self, offset: u64, data: &[u8]) {
         self.bytes += data.len();
-        if let Some((at, last)) = self.ranges.last_mut() {
+        let extendable = self.ranges.len() > usize::from(self.sending_front);
+        if let (true, Some((at, last))) = (extendable, self.ranges.back_mut()) {
             if *at + last.len() as u64 == offset && last.len() + data.len() <= FS_WRITE_BYTES_MAX {
-                last.extend_from_slice(data);
+                let mut joined = Vec::with_capacity(last.len() + data.len());
+                joined.extend_from_slice(last);
+                joined.extend_from_slice(data);
+                *last = Bytes::from(joined);
                 return;
             }
         }
-        self.ranges.push((offset, data.to_vec()));
+        self.ranges
+            .push_back((offset, Bytes::copy_from_slice(data)));
     }
 
     fn end(&self) -> u64 {
@@ -115,33 +124,40 @@ impl Writes {
         fs: &FsClient,
         reads: &Reads,
         ino: u64,
-    ) -> Result<Option<Attr>, Error> {
+    ) -> Result<Option<Flushed>, Error> {
         let Some(writes) = self.inode(ino) else {
             return Ok(None);
         };
         let _order = writes.flushing.lock().await;
-        let ranges = std::mem::take(&mut *lock(&writes.dirty));
-        let mut last = None;
-        let mut sent = 0;
-        for (i, (offset, data)) in ranges.ranges.iter().enumerate() {
-            match write_range(fs, reads, ino, *offset, data).await {
-                Ok(attr) => {
-                    sent += data.len();
-                    self.dirty_bytes.fetch_sub(data.len(), Ordering::Relaxed);
-                    last = Some(attr);
-                }
-                Err(e) => {
-                    let mut dirty = lock(&writes.dirty);
-                    let later = std::mem::take(&mut dirty.ranges);
-                    let mut kept: Vec<(u64, Vec<u8>)> = ranges.ranges[i..].to_vec();
-                    kept.extend(later);
-                    dirty.bytes = kept.iter().map(|(_, d)| d.len()).sum();
-                    dirty.ranges = kept;
-                    return Err(e);
-                }
-            }
+        let mut last: Option<Flushed> = None;
+        // A range leaves the buffer only once the cluster acknowledged it, so a
+        // flush that fails or is cancelled (the op timeout) loses nothing: the next
+        // one sends it again (writing the same bytes twice is harmless).
+        loop {
+            let front = {
+                let mut dirty = lock(&writes.dirty);
+                dirty.sending_front = !dirty.ranges.is_empty();
+                dirty.ranges.front().cloned()
+            };
+            let Some((offset, data)) = front else { break };
+            let result = write_range(fs, reads, ino, offset, &data).await;
+            let mut dirty = lock(&writes.dirty);
+            dirty.sending_front = false;
+            let (attr, won) = result?;
+            let (sent_at, sent) = dirty.ranges.pop_front().expect("the range just sent");
+            assert!(
+                sent_at == offset && sent.len() == data.len(),
+                "a buffered range changed while it was sent"
+            );
+            dirty.bytes -= sent.len();
+            drop(dirty);
+            self.dirty_bytes.fetch_sub(sent.len(), Ordering::Relaxed);
+            let all_won = won && last.as_ref().is_none_or(|l| l.compare_and_set);
+            last = Some(Flushed {
+                attr,
+                compare_and_set: all_won,
+            });
         }
-        debug_assert_eq!(sent, ranges.bytes);
         let mut map = lock(&self.inodes);
         if let Some(w) = map.get(&ino) {
             if lock(&w.dirty).ranges.is_empty() && Arc::strong_count(w) == 2 {
@@ -158,19 +174,27 @@ impl Writes {
     }
 }
 
+/// What a flush left: the attributes after its last range, and whether every
+/// range won its compare-and-set (then the new content is the old one plus this
+/// mount's writes, and caches of the old one can be patched rather than dropped).
+pub struct Flushed {
+    pub attr: Attr,
+    pub compare_and_set: bool,
+}
+
+/// Writes one range; `true` if it won its compare-and-set.
 async fn write_range(
     fs: &FsClient,
     reads: &Reads,
     ino: u64,
     offset: u64,
-    data: &[u8],
-) -> Result<Attr, Error> {
+    data: &Bytes,
+) -> Result<(Attr, bool), Error> {
     if let Some(base) = reads.version(ino) {
-        let bytes = bytes::Bytes::copy_from_slice(data);
-        match fs.write_ino_if(ino, offset, bytes, base).await {
+        match fs.write_ino_if(ino, offset, data.clone(), base).await {
             Ok(attr) => {
                 reads.patch(ino, base, &attr, offset, data);
-                return Ok(attr);
+                return Ok((attr, true));
             }
             Err(Error::VersionMismatch(_)) => {}
             Err(e) => return Err(e),
@@ -178,7 +202,7 @@ async fn write_range(
     }
     let attr = fs.write_ino(ino, offset, data).await?;
     reads.saw(ino, attr.version, attr.size);
-    Ok(attr)
+    Ok((attr, false))
 }
 
 #[cfg(test)]
@@ -193,8 +217,23 @@ mod tests {
         d.push(100, b"x");
         d.push(1, b"Z");
         assert_eq!(d.ranges.len(), 3);
-        assert_eq!(d.ranges[0], (0, b"abcdef".to_vec()));
+        assert_eq!(d.ranges[0], (0, Bytes::from_static(b"abcdef")));
         assert_eq!(d.bytes, 8);
         assert_eq!(d.end(), 101);
+    }
+
+    #[test]
+    fn a_range_being_sent_is_never_extended() {
+        let mut d = Dirty::default();
+        d.push(0, b"abc");
+        d.sending_front = true;
+        d.push(3, b"def");
+        assert_eq!(
+            d.ranges.len(),
+            2,
+            "the write after it got a range of its own"
+        );
+        d.push(6, b"g");
+        assert_eq!(d.ranges[1], (3, Bytes::from_static(b"defg")));
     }
 }
