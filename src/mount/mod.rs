@@ -127,7 +127,11 @@ pub async fn run(client: Client, options: MountOptions) -> anyhow::Result<()> {
     );
     wait_for_the_end(&mount, &background).await?;
     tracing::info!("unmounting: sending buffered writes");
-    let flushed = mount.flush_all().await;
+    // Bounded like any request: a cluster that cannot be reached does not keep the
+    // mount (and every program blocked on it) from going away.
+    let flushed = tokio::time::timeout(options.op_timeout, mount.flush_all())
+        .await
+        .unwrap_or(Err(libc::EIO));
     unmount(&options.mountpoint)?;
     // A plain thread, not spawn_blocking: the runtime's shutdown would wait for it.
     let (done, ended) = tokio::sync::oneshot::channel();
