@@ -116,6 +116,14 @@ impl CairnFuse {
         });
     }
 
+    /// [`CairnFuse::spawn`] for requests whose answer is success or an errno.
+    fn empty<W>(&self, op: &'static str, what: String, reply: ReplyEmpty, work: W)
+    where
+        W: Future<Output = Res<()>> + Send + 'static,
+    {
+        self.spawn(op, what, reply, work, |_, r, ()| r.ok());
+    }
+
     fn m(&self) -> Arc<Mount> {
         self.mount.clone()
     }
@@ -314,26 +322,18 @@ impl fuser::Filesystem for CairnFuse {
         let (m, dir) = (self.m(), self.mount.map.cluster(parent));
         let what = format!("{}/{}", parent.0, name.to_string_lossy());
         let name = utf8(name);
-        self.spawn(
-            "unlink",
-            what,
-            reply,
-            async move { m.remove(dir, &name?, false).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("unlink", what, reply, async move {
+            m.remove(dir, &name?, false).await
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (m, dir) = (self.m(), self.mount.map.cluster(parent));
         let what = format!("{}/{}", parent.0, name.to_string_lossy());
         let name = utf8(name);
-        self.spawn(
-            "rmdir",
-            what,
-            reply,
-            async move { m.remove(dir, &name?, true).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("rmdir", what, reply, async move {
+            m.remove(dir, &name?, true).await
+        });
     }
 
     fn symlink(
@@ -383,13 +383,9 @@ impl fuser::Filesystem for CairnFuse {
             newname.to_string_lossy()
         );
         let (name, newname) = (utf8(name), utf8(newname));
-        self.spawn(
-            "rename",
-            what,
-            reply,
-            async move { m.rename((from, &name?), (to, &newname?), noreplace).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("rename", what, reply, async move {
+            m.rename((from, &name?), (to, &newname?), noreplace).await
+        });
     }
 
     fn link(
@@ -536,13 +532,9 @@ impl fuser::Filesystem for CairnFuse {
         // close(2): what this mount buffered for the file reaches the cluster, so an
         // open on another mount that starts after the close sees it (close-to-open).
         let (m, ino_c) = (self.m(), self.mount.map.cluster(ino));
-        self.spawn(
-            "flush",
-            ino.0.to_string(),
-            reply,
-            async move { m.flush_writes(ino_c).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("flush", ino.0.to_string(), reply, async move {
+            m.flush_writes(ino_c).await
+        });
     }
 
     fn release(
@@ -556,13 +548,9 @@ impl fuser::Filesystem for CairnFuse {
         reply: ReplyEmpty,
     ) {
         let m = self.m();
-        self.spawn(
-            "release",
-            ino.0.to_string(),
-            reply,
-            async move { m.release(fh.0).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("release", ino.0.to_string(), reply, async move {
+            m.release(fh.0).await
+        });
     }
 
     fn fsync(
@@ -574,13 +562,9 @@ impl fuser::Filesystem for CairnFuse {
         reply: ReplyEmpty,
     ) {
         let (m, ino_c) = (self.m(), self.mount.map.cluster(ino));
-        self.spawn(
-            "fsync",
-            ino.0.to_string(),
-            reply,
-            async move { m.fsync(ino_c).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("fsync", ino.0.to_string(), reply, async move {
+            m.fsync(ino_c).await
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -699,13 +683,9 @@ impl fuser::Filesystem for CairnFuse {
         reply: ReplyEmpty,
     ) {
         let m = self.m();
-        self.spawn(
-            "releasedir",
-            String::new(),
-            reply,
-            async move { m.release(fh.0).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("releasedir", String::new(), reply, async move {
+            m.release(fh.0).await
+        });
     }
 
     fn fsyncdir(
@@ -719,13 +699,9 @@ impl fuser::Filesystem for CairnFuse {
         // Every namespace change was committed on a quorum before it was answered;
         // the barrier makes sure of it.
         let (m, ino_c) = (self.m(), self.mount.map.cluster(ino));
-        self.spawn(
-            "fsyncdir",
-            ino.0.to_string(),
-            reply,
-            async move { m.fsync(ino_c).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("fsyncdir", ino.0.to_string(), reply, async move {
+            m.fsync(ino_c).await
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -764,13 +740,9 @@ impl fuser::Filesystem for CairnFuse {
         let (m, ino_c) = (self.m(), self.mount.map.cluster(ino));
         let what = format!("{} {}", ino.0, name.to_string_lossy());
         let (name, value) = (utf8(name), value.to_vec());
-        self.spawn(
-            "setxattr",
-            what,
-            reply,
-            async move { m.set_xattr(ino_c, &name?, &value, flags).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("setxattr", what, reply, async move {
+            m.set_xattr(ino_c, &name?, &value, flags).await
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -811,13 +783,9 @@ impl fuser::Filesystem for CairnFuse {
         let (m, ino_c) = (self.m(), self.mount.map.cluster(ino));
         let what = format!("{} {}", ino.0, name.to_string_lossy());
         let name = utf8(name);
-        self.spawn(
-            "removexattr",
-            what,
-            reply,
-            async move { m.remove_xattr(ino_c, &name?).await },
-            |_, r, ()| r.ok(),
-        );
+        self.empty("removexattr", what, reply, async move {
+            m.remove_xattr(ino_c, &name?).await
+        });
     }
 }
 
