@@ -175,22 +175,16 @@ impl Mount {
         let open = self.fs.open_ino(ino).await.map_err(err)?;
         let version = open.attr.version;
         self.reads.saw(ino, version, open.attr.size);
-        let keep = {
-            let mut versions = lock(&self.kernel_versions);
-            let previous = versions.insert(ino, version);
-            match previous {
-                Some(v) if v == version => true,
-                Some(_) => {
-                    // Close-to-open: the kernel's attributes (its idea of the size)
-                    // are from before another writer's close; drop them with the pages.
-                    if let Some(notifier) = self.notifier.get() {
-                        let _ = notifier.inval_inode(self.map.kernel(ino), 0, 0);
-                    }
-                    false
-                }
-                None => false,
+        let previous = lock(&self.kernel_versions).insert(ino, version);
+        let keep = previous == Some(version);
+        if previous.is_some() && !keep {
+            // Close-to-open: the kernel's attributes (its idea of the size) are from
+            // before another writer's close; drop them with the pages. Outside the
+            // lock: the kernel may wait for reads in flight, which take it to flush.
+            if let Some(notifier) = self.notifier.get() {
+                let _ = notifier.inval_inode(self.map.kernel(ino), 0, 0);
             }
-        };
+        }
         Ok((self.add_handle(Handle::File { ino, open }), keep))
     }
 
