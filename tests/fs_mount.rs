@@ -27,6 +27,14 @@ async fn three_nodes() -> TestCluster {
     cluster
 }
 
+/// A number from the environment (to repeat a seeded run), else `default`.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn all(cluster: &TestCluster) -> Vec<String> {
     cluster.endpoints()
 }
@@ -327,14 +335,8 @@ fn snapshot(root: &Path) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_operations_match_a_local_directory() {
-    let seed: u64 = std::env::var("CAIRN_MOUNT_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let steps: usize = std::env::var("CAIRN_MOUNT_MODEL_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(250);
+    let seed = env_or("CAIRN_MOUNT_MODEL_SEED", rand::random());
+    let steps = env_or("CAIRN_MOUNT_MODEL_STEPS", 250) as usize;
     eprintln!("model test: seed {seed} (CAIRN_MOUNT_MODEL_SEED={seed} repeats it), {steps} steps");
     let cluster = three_nodes().await;
     let base = cluster.dir.path().join("mounts");
@@ -427,14 +429,8 @@ async fn pjdfstest_passes_except_for_special_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsx_finds_no_corruption() {
     let fsx = tool("fsx");
-    let seed: u64 = std::env::var("CAIRN_FSX_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random::<u32>().into());
-    let ops: u64 = std::env::var("CAIRN_FSX_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+    let seed = env_or("CAIRN_FSX_SEED", rand::random::<u32>().into());
+    let ops = env_or("CAIRN_FSX_OPS", 20_000);
     eprintln!("fsx: seed {seed} (CAIRN_FSX_SEED={seed} repeats it), {ops} operations");
     let cluster = three_nodes().await;
     let base = cluster.dir.path().join("mounts");

@@ -750,28 +750,36 @@ impl FsClient {
         };
         let mut at = offset;
         for piece in pieces {
-            let (fs, target, bytes) = (
-                self.fs.clone(),
-                target.clone(),
-                Bytes::copy_from_slice(piece),
-            );
-            let reply = self
-                .write(move |mut c, session| {
-                    let request = v1::WriteRequest {
-                        session: Some(session),
-                        fs: fs.clone(),
-                        target: target.clone(),
-                        offset: at,
-                        data: bytes.clone(),
-                        if_version: None,
-                    };
-                    async move { c.write(request).await }
-                })
-                .await?;
+            let bytes = Bytes::copy_from_slice(piece);
+            last = Some(self.write_piece(target.clone(), at, bytes, None).await?);
             at += piece.len() as u64;
-            last = Some(attr_of(reply)?);
         }
         Ok(last.expect("at least one piece"))
+    }
+
+    /// One `Write` call (at most 16 MiB), a compare-and-set with `if_version`.
+    pub(super) async fn write_piece(
+        &self,
+        target: Option<v1::Target>,
+        offset: u64,
+        data: Bytes,
+        if_version: Option<u64>,
+    ) -> Result<Attr, Error> {
+        let fs = self.fs.clone();
+        attr_of(
+            self.write(move |mut c, session| {
+                let request = v1::WriteRequest {
+                    session: Some(session),
+                    fs: fs.clone(),
+                    target: target.clone(),
+                    offset,
+                    data: data.clone(),
+                    if_version,
+                };
+                async move { c.write(request).await }
+            })
+            .await?,
+        )
     }
 
     /// Uploads whatever `open` streams to `path`; `open` is called again for each

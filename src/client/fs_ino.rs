@@ -123,21 +123,8 @@ impl FsClient {
         data: bytes::Bytes,
         if_version: u64,
     ) -> Result<Attr, Error> {
-        let fs = self.name().to_string();
-        attr_of(
-            self.write(move |mut c, session| {
-                let request = v1::WriteRequest {
-                    session: Some(session),
-                    fs: fs.clone(),
-                    target: ino_target(ino),
-                    offset,
-                    data: data.clone(),
-                    if_version: Some(if_version),
-                };
-                async move { c.write(request).await }
-            })
-            .await?,
-        )
+        self.write_piece(ino_target(ino), offset, data, Some(if_version))
+            .await
     }
 
     /// The chunk behind each block of `offset..offset+length` of inode `ino`

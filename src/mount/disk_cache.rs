@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use super::lock;
 use crate::chunk_ref::Hash;
 use crate::chunkstore::chunk_path;
 
@@ -31,11 +32,6 @@ pub struct DiskCache {
     dir: PathBuf,
     limit_bytes: u64,
     index: Mutex<Index>,
-}
-
-fn lock(m: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
-    // The index is rebuilt from the files at start; a poisoned one is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reads a chunk file and checks it is the chunk its name says.

@@ -17,7 +17,7 @@ use fuser::{
     WriteFlags,
 };
 
-use crate::client::{Attr, FileKind, NewNode, SetAttrs};
+use crate::client::{Attr, DirEntry, FileKind, NewNode, SetAttrs};
 
 use super::attrs::{file_attr, file_type, ns_of};
 use super::ops::{Mount, Res};
@@ -593,19 +593,14 @@ impl fuser::Filesystem for CairnFuse {
                     .await
             },
             move |m, mut r, entries| {
-                let mut at = from;
-                for (pos, name) in [(0usize, "."), (1, "..")] {
-                    if at == pos {
-                        if r.add(ino, pos as u64 + 1, fuser::FileType::Directory, name) {
-                            return r.ok();
+                for (next, slot) in slots(from, entries) {
+                    let full = match &slot {
+                        Slot::Dot(name) => r.add(ino, next, fuser::FileType::Directory, name),
+                        Slot::Entry(e) => {
+                            r.add(m.map.kernel(e.ino), next, file_type(e.kind), &e.name)
                         }
-                        at += 1;
-                    }
-                }
-                for entry in entries {
-                    at += 1;
-                    let kind = file_type(entry.kind);
-                    if r.add(m.map.kernel(entry.ino), at as u64, kind, &entry.name) {
+                    };
+                    if full {
                         break;
                     }
                 }
@@ -633,39 +628,21 @@ impl fuser::Filesystem for CairnFuse {
                     .await
             },
             move |m, mut r, entries| {
-                let mut at = from;
-                for (pos, name) in [(0usize, "."), (1, "..")] {
-                    if at == pos {
+                for (next, slot) in slots(from, entries) {
+                    let full = match &slot {
                         // The kernel makes no entries for "." and ".." from a readdirplus
                         // answer; the attributes only have to be well formed.
-                        let attr = dot_attr(ino);
-                        if r.add(
-                            ino,
-                            pos as u64 + 1,
-                            name,
-                            &Duration::ZERO,
-                            &attr,
-                            GENERATION,
-                        ) {
-                            return r.ok();
+                        Slot::Dot(name) => {
+                            r.add(ino, next, name, &Duration::ZERO, &dot_attr(ino), GENERATION)
                         }
-                        at += 1;
-                    }
-                }
-                for entry in entries {
-                    at += 1;
-                    // An entry listed without attributes vanished meanwhile: leave it out.
-                    let Some(attr) = &entry.attr else { continue };
-                    let size = m.size_of(attr);
-                    let fattr = file_attr(&m.map, attr, size);
-                    if r.add(
-                        fattr.ino,
-                        at as u64,
-                        &entry.name,
-                        &m.ttl,
-                        &fattr,
-                        GENERATION,
-                    ) {
+                        Slot::Entry(e) => {
+                            // Listed without attributes: it vanished meanwhile; leave it out.
+                            let Some(attr) = &e.attr else { continue };
+                            let fattr = file_attr(&m.map, attr, m.size_of(attr));
+                            r.add(fattr.ino, next, &e.name, &m.ttl, &fattr, GENERATION)
+                        }
+                    };
+                    if full {
                         break;
                     }
                 }
@@ -789,6 +766,29 @@ impl fuser::Filesystem for CairnFuse {
     }
 }
 
+/// One item of a directory answer.
+enum Slot {
+    Dot(&'static str),
+    Entry(DirEntry),
+}
+
+/// The items from position `from` of a directory (0 is ".", 1 is "..", then the
+/// listing's `entries`, fetched from position `from - 2`), each with the offset the
+/// next readdir resumes at.
+fn slots(from: usize, entries: Vec<DirEntry>) -> impl Iterator<Item = (u64, Slot)> {
+    let dots = [".", ".."]
+        .into_iter()
+        .enumerate()
+        .filter(move |(pos, _)| *pos >= from)
+        .map(|(pos, name)| (pos as u64 + 1, Slot::Dot(name)));
+    let first = from.max(2) as u64;
+    let listed = entries
+        .into_iter()
+        .enumerate()
+        .map(move |(i, e)| (first + i as u64 + 1, Slot::Entry(e)));
+    dots.chain(listed)
+}
+
 /// Well-formed attributes for the "." and ".." of a readdirplus answer.
 fn dot_attr(ino: INodeNo) -> fuser::FileAttr {
     fuser::FileAttr {
@@ -833,5 +833,45 @@ fn fits(value: Vec<u8>, size: u32) -> Res<XattrAnswer> {
         Err(libc::ERANGE)
     } else {
         Ok(XattrAnswer::Data(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> DirEntry {
+        DirEntry {
+            name: name.into(),
+            ino: 9,
+            kind: FileKind::File,
+            attr: None,
+        }
+    }
+
+    fn names(from: usize, listed: &[&str]) -> Vec<(u64, String)> {
+        slots(from, listed.iter().map(|n| entry(n)).collect())
+            .map(|(next, slot)| match slot {
+                Slot::Dot(n) => (next, n.to_string()),
+                Slot::Entry(e) => (next, e.name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn directory_offsets_resume_where_the_last_answer_ended() {
+        let all = names(0, &["a", "b"]);
+        assert_eq!(
+            all,
+            [
+                (1, ".".into()),
+                (2, "..".into()),
+                (3, "a".into()),
+                (4, "b".into())
+            ]
+        );
+        assert_eq!(names(1, &["a"]), [(2, "..".into()), (3, "a".into())]);
+        // Resuming at 4: the listing was fetched from its third entry (index 2).
+        assert_eq!(names(4, &["c"]), [(5, "c".into())]);
     }
 }

@@ -25,6 +25,13 @@ use anyhow::Context;
 
 use crate::client::{Client, FileKind};
 
+/// Locks one of the mount's tables or caches. Each guards plain data (buffers,
+/// caches, handle tables) that a panic elsewhere leaves consistent, so a poisoned
+/// lock is still usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How long the request threads get to end after the unmount.
 const SESSION_END_WAIT: Duration = Duration::from_secs(5);
 

@@ -12,6 +12,7 @@ use crate::client::{
 };
 
 use super::attrs::{errno_of, InoMap};
+use super::lock;
 use super::reads::Reads;
 use super::stats::Stats;
 use super::writes::Writes;
@@ -55,11 +56,6 @@ pub struct Mount {
     /// keeps the page cache only when the version is still this one.
     kernel_versions: Mutex<HashMap<u64, u64>>,
     pub notifier: OnceLock<fuser::Notifier>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Guarded data is tables of handles and versions; a panic elsewhere leaves them usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn err(e: Error) -> i32 {

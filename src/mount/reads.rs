@@ -14,6 +14,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::Semaphore;
 
 use super::disk_cache::{read_node_chunk, DiskCache};
+use super::lock;
 use crate::chunk_ref::Hash;
 use crate::client::{BlockInfo, FsClient};
 use crate::limits::FS_BLOCK_BYTES;
@@ -91,11 +92,6 @@ pub struct Reads {
     local: Arc<LocalChunks>,
     maps: Mutex<lru::LruCache<u64, BlockWindow>>,
     pub stats: Arc<super::stats::Stats>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Guarded data is caches; a panic elsewhere leaves them usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Reads {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::lock;
 use super::reads::Reads;
 use crate::client::{Attr, Error, FsClient};
 use crate::limits::FS_WRITE_BYTES_MAX;
@@ -69,11 +70,6 @@ struct InodeWrites {
 pub struct Writes {
     inodes: Mutex<HashMap<u64, Arc<InodeWrites>>>,
     dirty_bytes: AtomicUsize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Guarded data is plain buffers; a panic elsewhere leaves them usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Writes {
