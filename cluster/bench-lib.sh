@@ -110,15 +110,19 @@ start_cairn_cluster() {
   local i dir peers=""
   cairn_endpoints=""
   for (( i = 1; i <= NODES; i++ )); do
-    peers+="${peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+    # Peer ports sit 50 above the gRPC ones (the default, gRPC + 1, is the next node's gRPC port).
+    peers+="${peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + 50 + i - 1 ))"
     cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
   done
+  "$bin" admin init-secret "$tmp_dir/cluster.secret" >/dev/null
   for (( i = 1; i <= NODES; i++ )); do
     dir="$tmp_dir/cairn$i"
     mkdir -p "$dir"
     NO_COLOR=1 "$bin" server --id "$i" --data-dir "$dir" \
       --grpc-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))" \
       --http-addr "127.0.0.1:$(( CAIRN_HTTP_PORT_BASE + i - 1 ))" \
+      --peer-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + 50 + i - 1 ))" \
+      --cluster-secret-file "$tmp_dir/cluster.secret" \
       --peers "$peers" > "$dir/node.log" 2>&1 < /dev/null &
     pids+=("$!")
   done

@@ -6,7 +6,9 @@
 #   cluster/local.sh status [--json]   cairn cluster status against those nodes
 #
 # Node i gets id i, gRPC port CAIRN_BASE_GRPC_PORT+i-1, HTTP port
-# CAIRN_BASE_HTTP_PORT+i-1, and the directory CAIRN_CLUSTER_DIR/node<i>, which
+# CAIRN_BASE_HTTP_PORT+i-1, peer port CAIRN_BASE_PEER_PORT+i-1 (mutual TLS from the
+# cluster secret CAIRN_CLUSTER_DIR/cluster.secret, made by the first `up`), and the
+# directory CAIRN_CLUSTER_DIR/node<i>, which
 # holds its data (sled/, snapshots/), its log (node.log) and its pid (node.pid).
 # Data survives `down`; `up` with the same N restarts the same cluster. To start
 # from scratch, run `down` and then remove CAIRN_CLUSTER_DIR.
@@ -16,6 +18,7 @@
 #                          target/debug/cairn)
 #   CAIRN_BASE_GRPC_PORT   gRPC port of node 1 (default 7410)
 #   CAIRN_BASE_HTTP_PORT   HTTP port of node 1 (default 7490)
+#   CAIRN_BASE_PEER_PORT   peer port of node 1 (default 7430)
 #   CAIRN_CLUSTER_DIR      where node directories go (default ./cluster/run)
 #   RUST_LOG               passed on to the nodes (default: cairn's own)
 #   NO_COLOR               passed on to the nodes (default 1: no colour codes in logs)
@@ -31,6 +34,7 @@ readonly NODES_MAX=9
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 grpc_base="${CAIRN_BASE_GRPC_PORT:-7410}"
 http_base="${CAIRN_BASE_HTTP_PORT:-7490}"
+peer_base="${CAIRN_BASE_PEER_PORT:-7430}"
 cluster_dir="${CAIRN_CLUSTER_DIR:-./cluster/run}"
 # Resolve against the caller's directory before anything changes it.
 case "$cluster_dir" in
@@ -101,10 +105,11 @@ cmd_up() {
 
   local i peers="" endpoints=""
   for (( i = 1; i <= count; i++ )); do
-    peers+="${peers:+,}$i=127.0.0.1:$(( grpc_base + i - 1 ))"
+    peers+="${peers:+,}$i=127.0.0.1:$(( peer_base + i - 1 ))"
     endpoints+="${endpoints:+,}127.0.0.1:$(( grpc_base + i - 1 ))"
   done
   echo "$endpoints" > "$cluster_dir/endpoints"
+  [[ -f "$cluster_dir/cluster.secret" ]] || "$bin" admin init-secret "$cluster_dir/cluster.secret" >/dev/null
 
   for (( i = 1; i <= count; i++ )); do
     dir="$cluster_dir/node$i"
@@ -114,6 +119,8 @@ cmd_up() {
       --data-dir "$dir" \
       --grpc-addr "127.0.0.1:$(( grpc_base + i - 1 ))" \
       --http-addr "127.0.0.1:$(( http_base + i - 1 ))" \
+      --peer-addr "127.0.0.1:$(( peer_base + i - 1 ))" \
+      --cluster-secret-file "$cluster_dir/cluster.secret" \
       --peers "$peers" \
       >> "$dir/node.log" 2>&1 < /dev/null &
     echo $! > "$dir/node.pid"

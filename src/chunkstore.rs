@@ -137,8 +137,34 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// The chunk's bytes, checked against its name. A file whose bytes do not hash
+    /// to its name (bit rot, a torn copy, an operator's mistake) is deleted, so the
+    /// chunk counts as missing and is fetched again from a peer, and the read fails
+    /// with `InvalidData`; damaged bytes are never returned.
     pub fn read(&self, hash: &Hash) -> io::Result<Vec<u8>> {
-        fs::read(self.path(hash))
+        let path = self.path(hash);
+        let data = fs::read(&path)?;
+        if blake3::hash(&data).as_bytes() == hash {
+            return Ok(data);
+        }
+        tracing::error!(file = %path.display(), "chunk file does not match its hash; deleted, to be fetched again from a peer");
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("chunk {} was damaged on disk", hex::encode(hash)),
+        ))
+    }
+
+    /// Whether `error` (from `read`) means the chunk is not usable here, so a
+    /// reader should fetch it from a peer: missing, or found damaged and deleted.
+    pub fn is_absent(error: &io::Error) -> bool {
+        matches!(
+            error.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::InvalidData
+        )
     }
 
     /// Every chunk file's hash (walks the whole store).
@@ -232,5 +258,18 @@ mod tests {
         }
         store.write_durable(std::slice::from_ref(&chunk)).unwrap();
         assert_eq!(store.read(&chunk.0).unwrap(), b"same");
+    }
+
+    #[test]
+    fn a_damaged_file_is_never_returned_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let chunk = (*blake3::hash(b"good bytes").as_bytes(), b"good bytes".to_vec());
+        store.write_durable(std::slice::from_ref(&chunk)).unwrap();
+        fs::write(store.path(&chunk.0), b"good byteS").unwrap();
+        let error = store.read(&chunk.0).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(ChunkStore::is_absent(&error));
+        assert!(!store.has(&chunk.0), "the damaged file is gone");
     }
 }

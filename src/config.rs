@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::limits::{
     Limits, CHUNK_GC_GRACE_MS_DEFAULT, LOG_ENTRIES_SNAPSHOT_TRIGGER, PRESIGN_EXPIRES_S_MAX_DEFAULT,
+    SCRUB_BYTES_PER_S_DEFAULT, SCRUB_PASS_INTERVAL_MS_DEFAULT,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,9 +26,19 @@ pub struct Config {
     pub grpc_addr: String,
     /// Address for HTTP (dashboard, health, status).
     pub http_addr: String,
-    /// gRPC address of every initial member, by id. All initial members are started
+    /// Address for peer RPCs (Raft, read index, chunk fetch), mutual TLS between
+    /// nodes only; default: the gRPC address with its port + 1.
+    pub peer_addr: Option<String>,
+    /// The cluster secret every node of the cluster shares (mode 0600, at least
+    /// 32 bytes); default `<data_dir>/cluster.secret`, which `--dev` creates.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the client gRPC and HTTP listeners: a PEM certificate chain and its
+    /// PEM private key (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Peer address of every initial member, by id. All initial members are started
     /// with the same map; the lowest id initializes the cluster once every peer
-    /// answers and none is initialized yet.
+    /// answers (over mutual TLS) and none is initialized yet.
     pub peers: BTreeMap<u64, String>,
     /// Single-node cluster that initializes itself.
     pub dev: bool,
@@ -56,6 +67,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Longest lifetime a presigned URL may ask for.
     pub presign_expires_s_max: u64,
+    /// The chunk scrubber's read rate; 0 turns it off.
+    pub scrub_bytes_per_s: u64,
+    /// Pause before each scrub pass over the chunk store.
+    pub scrub_pass_interval_ms: u64,
     /// API tokens accepted besides those created with `cairn token create`. While
     /// there are none of either, the cluster is open (no token needed).
     pub tokens: Vec<String>,
@@ -63,6 +78,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where peers reach this node.
+    pub fn peer_addr(&self) -> Result<String, String> {
+        match &self.peer_addr {
+            Some(addr) => Ok(addr.clone()),
+            None => default_peer_addr(&self.grpc_addr),
+        }
+    }
+
     /// Where the `local` file system lives.
     pub fn local_dir(&self) -> PathBuf {
         self.local_dir
@@ -79,6 +102,10 @@ impl Default for Config {
             local_dir: None,
             grpc_addr: "127.0.0.1:7400".into(),
             http_addr: "127.0.0.1:7480".into(),
+            peer_addr: None,
+            cluster_secret_file: None,
+            tls_cert: None,
+            tls_key: None,
             peers: BTreeMap::new(),
             dev: false,
             heartbeat_interval_ms: 150,
@@ -91,10 +118,26 @@ impl Default for Config {
             chunk_gc_grace_ms: CHUNK_GC_GRACE_MS_DEFAULT,
             public_url: None,
             presign_expires_s_max: PRESIGN_EXPIRES_S_MAX_DEFAULT,
+            scrub_bytes_per_s: SCRUB_BYTES_PER_S_DEFAULT,
+            scrub_pass_interval_ms: SCRUB_PASS_INTERVAL_MS_DEFAULT,
             tokens: Vec::new(),
             limits: Limits::default(),
         }
     }
+}
+
+/// The peer address a node uses unless told otherwise: its gRPC port + 1.
+pub fn default_peer_addr(grpc_addr: &str) -> Result<String, String> {
+    let (host, port) = grpc_addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("grpc_addr {grpc_addr:?} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("grpc_addr {grpc_addr:?} has no numeric port"))?;
+    let peer_port = port
+        .checked_add(1)
+        .ok_or_else(|| format!("grpc_addr {grpc_addr:?}: port + 1 overflows; set peer_addr"))?;
+    Ok(format!("{host}:{peer_port}"))
 }
 
 /// Parses `1=host:port,2=host:port`.
@@ -139,11 +182,21 @@ impl Config {
         if !self.dev && self.peers.is_empty() {
             return Err("peers is empty: give --peers (or use --dev for a single node)".into());
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: give both or neither".into());
+        }
+        let peer_addr = self.peer_addr()?;
+        if peer_addr == self.grpc_addr || peer_addr == self.http_addr {
+            return Err(format!(
+                "peer_addr ({peer_addr}) must differ from grpc_addr and http_addr"
+            ));
+        }
         if let Some(addr) = self.peers.get(&self.id) {
-            if addr != &self.grpc_addr {
+            if addr != &peer_addr {
                 return Err(format!(
-                    "peers lists node {} at {addr}, but grpc_addr is {}",
-                    self.id, self.grpc_addr
+                    "peers lists node {} at {addr}, but its peer_addr is {peer_addr} \
+                     (peers lists peer addresses, by default the gRPC port + 1)",
+                    self.id
                 ));
             }
         }
@@ -191,6 +244,14 @@ mod tests {
         assert_eq!(peers.get(&2).map(String::as_str), Some("127.0.0.1:2"));
         assert!(parse_peers("1=a:1,1=b:2").is_err());
         assert!(parse_peers("x=a:1").is_err());
+    }
+
+    #[test]
+    fn the_peer_port_defaults_to_the_grpc_port_plus_one() {
+        assert_eq!(default_peer_addr("10.0.0.1:7400").unwrap(), "10.0.0.1:7401");
+        assert_eq!(default_peer_addr("[::1]:7400").unwrap(), "[::1]:7401");
+        assert!(default_peer_addr("host:65535").is_err());
+        assert!(default_peer_addr("host").is_err());
     }
 
     #[test]

@@ -132,6 +132,39 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const _: () =
     assert!((KV_KEY_BYTES_MAX + KV_VALUE_BYTES_MAX) as usize * 2 < GRPC_MESSAGE_BYTES_MAX);
 
+/// Largest record cairn decodes from its own disk (a log entry, a state record, a
+/// snapshot header): a log entry holds at most one AppendEntries-sized batch.
+pub const DISK_RECORD_BYTES_MAX: u64 = GRPC_MESSAGE_BYTES_MAX as u64;
+
+/// Fewest bytes a cluster secret file may hold (after trimming whitespace).
+pub const CLUSTER_SECRET_BYTES_MIN: usize = 32;
+/// How long a TLS handshake may take on any listener, and when dialing a peer.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// The chunk scrubber's default read rate (a small share of one disk).
+pub const SCRUB_BYTES_PER_S_DEFAULT: u64 = 32 * 1024 * 1024;
+/// Default pause before each scrub pass over the chunk store.
+pub const SCRUB_PASS_INTERVAL_MS_DEFAULT: u64 = 6 * 3600 * 1000;
+
+/// Connections one listener keeps open at once (client gRPC and HTTP each);
+/// beyond it, connections that have sent nothing yet are closed first.
+pub const CLIENT_CONNECTIONS_MAX: usize = 1024;
+/// Connections the HTTP listener keeps open at once.
+pub const HTTP_CONNECTIONS_MAX: usize = 1024;
+/// Connections the peer listener keeps open at once (a few per peer).
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// How long a new connection may stay silent before it is closed.
+pub const CONNECTION_FIRST_BYTE_TIMEOUT_MS: u64 = 10_000;
+/// How long a client may take to send a whole HTTP request head.
+pub const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Largest HTTP request head (request line and headers).
+pub const HTTP_HEADER_BYTES_MAX: usize = 64 * 1024;
+/// Concurrent gRPC streams (requests) on one connection.
+pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// HTTP/2 keepalive: a PING after this much silence, and how long its answer may take.
+pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+
 /// HTTP/2 flow-control window of one gRPC stream, both directions. h2's default
 /// (64 KiB) makes a 1 MiB chunk wait for a dozen window updates on its way.
 pub const GRPC_STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;

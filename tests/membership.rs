@@ -102,11 +102,12 @@ async fn a_learner_joins_is_promoted_and_a_node_is_removed_while_writes_continue
         })
     };
     let index = cluster.spawn_joiner(4);
-    let (grpc, http) = (
+    let (grpc, http, peer) = (
         cluster.nodes[index].grpc.clone(),
         cluster.nodes[index].http.clone(),
+        cluster.nodes[index].peer.clone(),
     );
-    client.add_learner(4, &grpc, &http).await.unwrap();
+    client.add_learner(4, &grpc, &http, &peer).await.unwrap();
     eventually(WAIT, || async {
         match cluster.status(4).await {
             Some(s) if s.role == "learner" => Ok(()),

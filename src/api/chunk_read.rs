@@ -6,12 +6,13 @@
 //! chunk. Chunks are read from this node's chunk files one at a time, so a reader
 //! holds at most one chunk in memory.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::stream::{Stream, StreamExt};
 
 use crate::api::error::ApiError;
 use crate::chunk_ref::ChunkRef;
-use crate::chunkstore::ChunkStore;
 use crate::limits::CHUNK_BYTES_MAX;
 use crate::raft::{Node, NodeError};
 
@@ -94,11 +95,12 @@ fn plan(extents: &[Extent], size: u64, range: ByteRange) -> Vec<Step> {
     steps
 }
 
-/// The bytes `range` of the content, chunk by chunk from this node's files. A chunk
+/// The bytes `range` of the content, chunk by chunk from this node's files (each
+/// checked against its hash; see `Node::read_chunk`). A chunk
 /// that vanished (collected after the grace period during a very long read) ends
 /// the stream with an error rather than with different data.
 pub fn read(
-    chunks: ChunkStore,
+    node: Arc<Node>,
     extents: &[Extent],
     size: u64,
     range: ByteRange,
@@ -117,14 +119,12 @@ pub fn read(
             chunk => futures::stream::iter(vec![chunk]),
         })
         .then(move |step| {
-            let chunks = chunks.clone();
+            let node = node.clone();
             async move {
                 match step {
                     Step::Zeros(len) => Ok(Bytes::from(vec![0u8; len as usize])),
                     Step::Chunk(chunk, from, to) => {
-                        let data = tokio::task::spawn_blocking(move || chunks.read(&chunk.hash))
-                            .await
-                            .map_err(std::io::Error::other)??;
+                        let data = node.read_chunk(chunk.hash).await?;
                         if data.len() < to {
                             return Err(std::io::Error::other(
                                 "chunk file is shorter than its record",

@@ -46,7 +46,10 @@ impl Gateway {
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", config.http_addr));
+            .unwrap_or_else(|| {
+                let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", config.http_addr)
+            });
         let uploads = objects::upload_budget();
         let local = super::fs::local::LocalFs::open(config.local_dir()).unwrap_or_else(|e| {
             tracing::error!(dir = %config.local_dir().display(), error = %e, "local storage unavailable");

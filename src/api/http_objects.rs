@@ -215,7 +215,7 @@ async fn read_object(
         return Ok((status, response_headers).into_response());
     }
     objects::check_chunks_here(node, &record)?;
-    let body = Body::from_stream(objects::read(node.chunks.clone(), &record, range));
+    let body = Body::from_stream(objects::read(node.clone(), &record, range));
     Ok((status, response_headers, body).into_response())
 }
 

@@ -3,6 +3,7 @@
 //! Handlers parse and validate requests into domain commands, call `raft::Node`,
 //! and encode the result; `error` is the one place errors become statuses.
 
+pub mod admission;
 pub mod auth;
 pub mod chunk_read;
 pub mod chunk_upload;
@@ -12,19 +13,24 @@ pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod http_objects;
+pub mod http_serve;
 pub mod objects;
+pub mod tls;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 pub use gateway::Gateway;
 
 use crate::limits::{
-    GRPC_CONNECTION_WINDOW_BYTES, GRPC_MESSAGE_BYTES_MAX, GRPC_STREAM_WINDOW_BYTES,
+    CLIENT_CONNECTIONS_MAX, CONNECTION_FIRST_BYTE_TIMEOUT_MS, GRPC_CONNECTION_WINDOW_BYTES,
+    GRPC_KEEPALIVE_INTERVAL_MS, GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX,
+    GRPC_STREAMS_PER_CONNECTION_MAX, GRPC_STREAM_WINDOW_BYTES, PEER_CONNECTIONS_MAX,
 };
+use crate::peer_tls;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::fs_server::FsServer;
@@ -34,78 +40,136 @@ use crate::proto::v1::queue_server::QueueServer;
 use crate::proto::v1::tokens_server::TokensServer;
 use crate::raft::peer_service::PeerService;
 
-/// Serves gRPC (clients and peers) and HTTP until `shutdown` resolves. Every
-/// client service passes the token check (`auth::interceptor`); peers' Raft
-/// traffic does not.
+/// Applies the message limits every gRPC service shares (one place, not a copy per
+/// service): requests and replies up to `GRPC_MESSAGE_BYTES_MAX`.
+macro_rules! bounded {
+    ($server:expr) => {
+        $server
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    };
+}
+
+/// The transport settings of every gRPC listener: windows, streams per
+/// connection, keepalive (a silent peer's connection is closed).
+fn grpc_builder() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
+        .max_concurrent_streams(GRPC_STREAMS_PER_CONNECTION_MAX)
+        .http2_keepalive_interval(Some(Duration::from_millis(GRPC_KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(GRPC_KEEPALIVE_TIMEOUT_MS)))
+}
+
+/// The node's listeners.
+pub struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    pub http: tokio::net::TcpListener,
+    pub peer: tokio::net::TcpListener,
+}
+
+/// TLS of the listeners: always mutual TLS for peers; optional for clients.
+pub struct ListenerSecurity {
+    pub peer: ServerTlsConfig,
+    pub client: Option<tls::ListenerTls>,
+}
+
+/// Serves client gRPC, peer gRPC and HTTP until `shutdown` resolves. Every client
+/// service passes the token check (`auth::interceptor`); the peer service is only
+/// on the peer listener, behind the peer certificate (`peer_tls::require_peer`),
+/// and answers `UNAUTHENTICATED` to anyone calling it on the client listener.
 pub async fn serve(
     gateway: Gateway,
-    grpc_listener: tokio::net::TcpListener,
-    http_listener: tokio::net::TcpListener,
+    listeners: Listeners,
+    security: ListenerSecurity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = gateway.node.clone();
     let check = auth::interceptor(gateway.auth.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let peer = PeerService::new(node.raft.clone(), node.reads.clone(), node.chunks.clone());
-    let grpc = Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
-        .add_service(
-            RaftPeerServer::new(peer)
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+    let first_byte = Duration::from_millis(CONNECTION_FIRST_BYTE_TIMEOUT_MS);
+
+    let peer_service = || {
+        PeerService::new(
+            node.raft.clone(),
+            node.reads.clone(),
+            node.chunks.clone(),
+            node.addr.clone(),
         )
+    };
+    let peer = peer_service();
+    let peer_grpc = grpc_builder()
+        .tls_config(security.peer)?
         .add_service(InterceptedService::new(
-            KvServer::new(grpc::kv::KvService::new(node.clone()))
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            bounded!(RaftPeerServer::new(peer)),
+            peer_tls::require_peer,
+        ));
+    let refused = peer_service();
+    let mut client_grpc = grpc_builder();
+    if let Some(tls) = &security.client {
+        client_grpc = client_grpc.tls_config(tls.grpc())?;
+    }
+    let client_grpc = client_grpc
+        .add_service(InterceptedService::new(
+            bounded!(RaftPeerServer::new(refused)),
+            peer_tls::refuse_on_client_port,
+        ))
+        .add_service(InterceptedService::new(
+            bounded!(KvServer::new(grpc::kv::KvService::new(node.clone()))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            QueueServer::new(grpc::queue::QueueService::new(node.clone()))
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            bounded!(QueueServer::new(grpc::queue::QueueService::new(
+                node.clone()
+            ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            ObjectServer::new(grpc::object::ObjectService::new(gateway.clone()))
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            bounded!(ObjectServer::new(grpc::object::ObjectService::new(
+                gateway.clone()
+            ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            FsServer::new(grpc::fs::FsService::new(gateway.fs.clone()))
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            bounded!(FsServer::new(grpc::fs::FsService::new(gateway.fs.clone()))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            TokensServer::new(grpc::tokens::TokensService::new(node.clone())),
+            bounded!(TokensServer::new(grpc::tokens::TokensService::new(
+                node.clone()
+            ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            ClusterServer::new(grpc::cluster::ClusterService::new(node.clone())),
+            bounded!(ClusterServer::new(grpc::cluster::ClusterService::new(
+                node.clone()
+            ))),
             check,
         ));
-    // The builder's tcp_nodelay does not reach a listener we bind ourselves; without
-    // it, small replies wait ~40 ms for delayed ACKs.
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = grpc.serve_with_incoming_shutdown(incoming, async move {
-        let _ = grpc_stop.changed().await; // the sender lives until shutdown
-    });
-    let mut http_stop = stop_rx;
-    let http_task =
-        axum::serve(http_listener, http::router(gateway)).with_graceful_shutdown(async move {
-            let _ = http_stop.changed().await;
-        });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.changed().await; // the sender lives until shutdown
+    };
+    let client_task = client_grpc.serve_with_incoming_shutdown(
+        admission::admit(listeners.grpc, CLIENT_CONNECTIONS_MAX, first_byte),
+        stopped(stop_rx.clone()),
+    );
+    let peer_task = peer_grpc.serve_with_incoming_shutdown(
+        admission::admit(listeners.peer, PEER_CONNECTIONS_MAX, first_byte),
+        stopped(stop_rx.clone()),
+    );
+    let http_task = http_serve::serve(
+        listeners.http,
+        http::router(gateway),
+        security.client.as_ref().map(tls::ListenerTls::http),
+        stop_rx,
+    );
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let (grpc_result, http_result) = tokio::join!(grpc_task, http_task);
-    grpc_result?;
-    http_result?;
+    let (client_result, peer_result, ()) = tokio::join!(client_task, peer_task, http_task);
+    client_result?;
+    peer_result?;
     Ok(())
 }

@@ -18,7 +18,6 @@ pub use super::chunk_read::ByteRange;
 pub use super::chunk_upload::upload_budget;
 use super::chunk_upload::{self, Keep, Piece};
 use crate::api::error::ApiError;
-use crate::chunkstore::ChunkStore;
 use crate::limits::OBJECT_BYTES_MAX;
 use crate::raft::{Consistency, Node};
 use crate::state::object::{self, ObjectCommand, ObjectRecord, ObjectResponse, PutObject};
@@ -135,12 +134,12 @@ pub fn check_chunks_here(node: &Node, record: &ObjectRecord) -> Result<(), ApiEr
 
 /// The bytes `range` of the object `record`, chunk by chunk from this node's files.
 pub fn read(
-    chunks: ChunkStore,
+    node: Arc<Node>,
     record: &ObjectRecord,
     range: ByteRange,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     chunk_read::read(
-        chunks,
+        node,
         &chunk_read::contiguous(&record.chunks),
         record.size,
         range,

@@ -21,6 +21,9 @@ pub enum ClusterCommand {
         /// The new node's HTTP address.
         #[arg(long, default_value = "")]
         http_addr: String,
+        /// The new node's peer address (default: its gRPC port + 1).
+        #[arg(long, default_value = "")]
+        peer_addr: String,
     },
     /// Promote a learner to voter.
     Promote { id: u64 },
@@ -35,8 +38,11 @@ pub async fn run(client: Client, command: ClusterCommand) -> anyhow::Result<()> 
             id,
             addr,
             http_addr,
+            peer_addr,
         } => {
-            let reply = client.add_learner(id, &addr, &http_addr).await?;
+            let reply = client
+                .add_learner(id, &addr, &http_addr, &peer_addr)
+                .await?;
             println!(
                 "node {id} added as learner at log index {}",
                 reply.log_index

@@ -3,6 +3,7 @@
 //! Data commands go through `crate::client`; only `server` wires `raft` and `api`
 //! together. Errors print one line on stderr and exit non-zero (see `main.rs`).
 
+pub mod admin;
 pub mod bench;
 #[cfg(feature = "etcd-bench")]
 mod bench_etcd;
@@ -21,6 +22,8 @@ mod storage_sync;
 pub mod token;
 
 use clap::{Parser, Subcommand};
+
+use anyhow::Context;
 
 use crate::client::Client;
 
@@ -43,6 +46,9 @@ pub struct Cli {
     /// API token sent with every call (needed once the cluster has tokens).
     #[arg(long, global = true, env = "CAIRN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Speak TLS to the nodes, trusting this CA certificate (PEM).
+    #[arg(long, global = true, env = "CAIRN_CA")]
+    pub ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,27 +79,49 @@ pub enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Operator tasks on this machine.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
+
+/// How the CLI reaches the cluster.
+struct Connection {
+    endpoints: Vec<String>,
+    token: Option<String>,
+    ca: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let command = cli.command;
+    let cli = &Connection {
+        endpoints: cli.endpoints,
+        token: cli.token,
+        ca: cli.ca,
+    };
+    match command {
         Command::Server(args) => server::run(args).await,
-        Command::Kv(command) => kv::run(client(&cli.endpoints, &cli.token)?, command).await,
-        Command::Queue(command) => queue::run(client(&cli.endpoints, &cli.token)?, command).await,
-        Command::Object(command) => object::run(client(&cli.endpoints, &cli.token)?, command).await,
-        Command::Storage(args) => storage::run(client(&cli.endpoints, &cli.token)?, args).await,
-        Command::Mount(args) => mount::run(client(&cli.endpoints, &cli.token)?, args).await,
-        Command::Token(command) => token::run(client(&cli.endpoints, &cli.token)?, command).await,
+        Command::Kv(command) => kv::run(client(cli)?, command).await,
+        Command::Queue(command) => queue::run(client(cli)?, command).await,
+        Command::Object(command) => object::run(client(cli)?, command).await,
+        Command::Storage(args) => storage::run(client(cli)?, args).await,
+        Command::Mount(args) => mount::run(client(cli)?, args).await,
+        Command::Token(command) => token::run(client(cli)?, command).await,
         Command::Cluster(command) => {
-            cluster::run(client(&cli.endpoints, &cli.token)?, command).await
+            cluster::run(client(cli)?, command).await
         }
         Command::Bench(command) => bench::run(&cli.endpoints, cli.token.as_deref(), command).await,
+        Command::Admin(command) => admin::run(command),
     }
 }
 
-fn client(endpoints: &[String], token: &Option<String>) -> anyhow::Result<Client> {
-    let client = Client::connect(endpoints.iter().cloned())?;
-    Ok(match token {
+fn client(cli: &Connection) -> anyhow::Result<Client> {
+    let mut client = Client::connect(cli.endpoints.iter().cloned())?;
+    if let Some(ca) = &cli.ca {
+        let pem = std::fs::read(ca)
+            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+        client = client.with_ca(&pem);
+    }
+    Ok(match &cli.token {
         Some(token) => client.with_token(token)?,
         None => client,
     })

@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use crate::api::tls::ListenerTls;
+use crate::api::{ListenerSecurity, Listeners};
 use crate::config::{parse_peers, Config};
+use crate::peer_tls::{self, PeerTls};
 use crate::limits::SHUTDOWN_GRACE_MS_MAX;
 use crate::raft::types::NodeAddr;
 use crate::raft::Node;
@@ -31,7 +34,26 @@ pub struct ServerArgs {
     grpc_addr: Option<String>,
     #[arg(long)]
     http_addr: Option<String>,
-    /// gRPC address of every initial member: `1=HOST:PORT,2=HOST:PORT,...`.
+    /// Address for peer RPCs (mutual TLS, nodes only; default: gRPC port + 1).
+    #[arg(long)]
+    peer_addr: Option<String>,
+    /// The cluster secret shared by every node (mode 0600, >= 32 bytes; default
+    /// <data-dir>/cluster.secret, which --dev creates).
+    #[arg(long, env = "CAIRN_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// TLS for the client gRPC and HTTP listeners: PEM certificate chain.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The chunk scrubber's read rate in bytes per second (0: off).
+    #[arg(long)]
+    scrub_bytes_per_s: Option<u64>,
+    /// Pause before each scrub pass over the chunk store.
+    #[arg(long)]
+    scrub_pass_interval_ms: Option<u64>,
+    /// Peer address of every initial member: `1=HOST:PORT,2=HOST:PORT,...`.
     #[arg(long)]
     peers: Option<String>,
     #[arg(long)]
@@ -92,6 +114,18 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     if let Some(v) = &args.http_addr {
         config.http_addr = v.clone();
     }
+    if let Some(v) = &args.peer_addr {
+        config.peer_addr = Some(v.clone());
+    }
+    if let Some(v) = &args.cluster_secret_file {
+        config.cluster_secret_file = Some(v.clone());
+    }
+    if let Some(v) = &args.tls_cert {
+        config.tls_cert = Some(v.clone());
+    }
+    if let Some(v) = &args.tls_key {
+        config.tls_key = Some(v.clone());
+    }
     if let Some(v) = &args.public_url {
         config.public_url = Some(v.clone());
     }
@@ -121,6 +155,11 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
             args.presign_expires_s_max,
             &mut config.presign_expires_s_max,
         ),
+        (args.scrub_bytes_per_s, &mut config.scrub_bytes_per_s),
+        (
+            args.scrub_pass_interval_ms,
+            &mut config.scrub_pass_interval_ms,
+        ),
     ];
     for (flag, field) in overrides {
         if let Some(v) = flag {
@@ -131,23 +170,79 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The cluster secret: the configured file, else `<data_dir>/cluster.secret`,
+/// which a `--dev` node creates on its first start.
+fn cluster_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    let path = peer_tls::secret_path(config.cluster_secret_file.as_deref(), &config.data_dir);
+    if config.dev && config.cluster_secret_file.is_none() && !path.exists() {
+        crate::durable::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        peer_tls::create_secret(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    peer_tls::read_secret(&path).with_context(|| {
+        format!(
+            "reading the cluster secret {} (every node of a cluster needs the same one: \
+             create it once with `cairn admin init-secret FILE`, copy it to each node and \
+             give --cluster-secret-file)",
+            path.display()
+        )
+    })
+}
+
+/// Raises this process's open-file limit to its hard limit: connections, chunk
+/// files and the WAL all need descriptors, and the soft default (1,024) is below
+/// what the listeners admit (`limits::*_CONNECTIONS_MAX`).
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
-    let grpc_listener = tokio::net::TcpListener::bind(&config.grpc_addr)
-        .await
-        .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
-    let http_listener = tokio::net::TcpListener::bind(&config.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
+    raise_open_file_limit();
+    let peer_addr = config.peer_addr().map_err(anyhow::Error::msg)?;
+    let secret = cluster_secret(&config)?;
+    let peer = PeerTls::from_secret(&secret, &format!("cairn node {}", config.id))
+        .context("issuing this node's peer certificate")?;
+    drop(secret);
+    let client_tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(ListenerTls::load(cert, key)?),
+        _ => None,
+    };
+    let bind = |addr: String, what: &'static str| async move {
+        tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {what} address {addr}"))
+    };
+    let listeners = Listeners {
+        grpc: bind(config.grpc_addr.clone(), "gRPC").await?,
+        http: bind(config.http_addr.clone(), "HTTP").await?,
+        peer: bind(peer_addr.clone(), "peer").await?,
+    };
     let addr = NodeAddr {
         grpc_addr: config.grpc_addr.clone(),
         http_addr: config.http_addr.clone(),
+        peer_addr: peer_addr.clone(),
     };
-    let node = Node::start(&config, addr).await?;
+    let node = Node::start(&config, addr, peer.client_config()).await?;
+    let scheme = if client_tls.is_some() { "https" } else { "http" };
     println!(
-        "cairn node {} listening: gRPC {} · HTTP http://{}/ (dashboard) · data in {}{}",
+        "cairn node {} listening: gRPC {}{} · HTTP {scheme}://{}/ (dashboard) · peers {peer_addr} (mutual TLS) · data in {}{}",
         config.id,
         config.grpc_addr,
+        if client_tls.is_some() { " (TLS)" } else { "" },
         config.http_addr,
         config.data_dir.display(),
         if config.dev {
@@ -167,10 +262,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (fatal_tx, mut fatal) = tokio::sync::watch::channel(None::<String>);
     tokio::spawn(raft_fatal(node.clone(), fatal_tx, stop_on_fatal));
     let mut serve_stop = signalled.clone();
+    let security = ListenerSecurity {
+        peer: peer.server_config(),
+        client: client_tls,
+    };
     let served = crate::api::serve(
         crate::api::Gateway::new(node.clone(), &config),
-        grpc_listener,
-        http_listener,
+        listeners,
+        security,
         async move {
             let _ = serve_stop.changed().await;
         },

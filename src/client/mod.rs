@@ -135,6 +135,18 @@ impl Client {
         Ok(self)
     }
 
+    /// The same client speaking TLS to the nodes, trusting the CA certificate(s)
+    /// in `ca_pem` (the nodes' `--tls-cert` must chain to one and name the host
+    /// the client dials). Must be called before the client is cloned or used.
+    pub fn with_ca(mut self, ca_pem: &[u8]) -> Self {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.router.tls = Some(tls);
+        }
+        self
+    }
+
     /// Runs a write with a fresh seq, retrying with the same tag.
     async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, Error>
     where
@@ -286,11 +298,13 @@ impl Client {
         id: u64,
         grpc_addr: &str,
         http_addr: &str,
+        peer_addr: &str,
     ) -> Result<v1::MembershipReply, Error> {
         let request = v1::AddLearnerRequest {
             id,
             grpc_addr: grpc_addr.into(),
             http_addr: http_addr.into(),
+            peer_addr: peer_addr.into(),
         };
         self.membership(move |mut c| {
             let request = request.clone();

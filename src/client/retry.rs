@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::Status;
 
 use super::error::Error;
@@ -88,6 +88,8 @@ pub type Conn = InterceptedService<Channel, TokenHeader>;
 pub struct Router {
     endpoints: Vec<String>,
     pub(super) token: TokenHeader,
+    /// TLS to the nodes (`https`), trusting the given CA; `None` is plain `http`.
+    pub(super) tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
     leader: Mutex<Option<String>>,
     next_endpoint: AtomicUsize,
@@ -101,6 +103,7 @@ impl Router {
         Ok(Router {
             endpoints,
             token: TokenHeader::default(),
+            tls: None,
             channels: Mutex::new(HashMap::new()),
             leader: Mutex::new(None),
             next_endpoint: AtomicUsize::new(rand::random::<u16>() as usize),
@@ -115,13 +118,20 @@ impl Router {
         if let Some(channel) = channels.get(addr) {
             return Ok(InterceptedService::new(channel.clone(), self.token.clone()));
         }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let url = if addr.contains("://") {
             addr.to_string()
         } else {
-            format!("http://{addr}")
+            format!("{scheme}://{addr}")
         };
-        let channel = Endpoint::from_shared(url)
-            .map_err(|_| Error::InvalidEndpoint(addr.to_string()))?
+        let mut endpoint =
+            Endpoint::from_shared(url).map_err(|_| Error::InvalidEndpoint(addr.to_string()))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| Error::InvalidEndpoint(format!("{addr}: {e}")))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(2))
             .initial_stream_window_size(crate::limits::GRPC_STREAM_WINDOW_BYTES)
             .initial_connection_window_size(crate::limits::GRPC_CONNECTION_WINDOW_BYTES)

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::peer_client::connect_peer;
 use super::types::StoredMembership;
@@ -36,14 +36,10 @@ pub async fn fetch_missing(
     store: &Store,
     chunks: &ChunkStore,
     membership: &StoredMembership,
+    tls: &ClientTlsConfig,
 ) -> u64 {
     let _one_at_a_time = FETCHING.lock().await;
-    let mut peers: HashMap<String, RaftPeerClient<Channel>> = HashMap::new();
-    for (_, node) in membership.membership().nodes() {
-        if let Ok(client) = connect_peer(&node.grpc_addr) {
-            peers.insert(node.grpc_addr.clone(), client);
-        }
-    }
+    let peers = peer_clients(membership, tls);
     let missing = missing_chunks(store, chunks);
     let peers = &peers;
     let results: Vec<bool> = futures::stream::iter(missing)
@@ -57,6 +53,32 @@ pub async fn fetch_missing(
         tracing::info!(fetched, failed, "fetched missing chunks from peers");
     }
     failed as u64
+}
+
+/// A client for each member's peer address (ourselves included: asking our own
+/// listener for a chunk we lack costs one refusal).
+fn peer_clients(
+    membership: &StoredMembership,
+    tls: &ClientTlsConfig,
+) -> HashMap<String, RaftPeerClient<Channel>> {
+    let mut peers = HashMap::new();
+    for (_, node) in membership.membership().nodes() {
+        if let Ok(client) = connect_peer(&node.peer_addr, tls) {
+            peers.insert(node.peer_addr.clone(), client);
+        }
+    }
+    peers
+}
+
+/// Fetches one chunk from whichever member has it (a read found it missing or
+/// damaged here); whether it is now stored.
+pub async fn fetch_chunk(
+    chunks: &ChunkStore,
+    membership: &StoredMembership,
+    tls: &ClientTlsConfig,
+    hash: Hash,
+) -> bool {
+    fetch_one(&peer_clients(membership, tls), chunks, hash).await
 }
 
 /// Chunks the state names that the store lacks.

@@ -91,7 +91,7 @@ impl LogStore {
     ) -> std::io::Result<Self> {
         let dir = disk.dir().join("raft-log");
         let meta: LogMeta = match wal::read_meta(&dir)? {
-            Some(bytes) => bincode::deserialize(&bytes).map_err(|e| {
+            Some(bytes) => crate::codec::decode_disk(&bytes).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
@@ -187,7 +187,7 @@ impl LogStore {
                 break;
             }
             bytes += payload.len();
-            entries.push(bincode::deserialize(&payload).map_err(|e| read_err(*e))?);
+            entries.push(crate::codec::decode_disk(&payload).map_err(|e| read_err(*e))?);
         }
         Ok(entries)
     }
@@ -201,7 +201,7 @@ impl LogStore {
             .read(last)
             .map_err(read_err)?
             .ok_or_else(|| read_err(std::io::Error::other("last entry vanished")))?;
-        let entry: Entry = bincode::deserialize(&payload).map_err(|e| read_err(*e))?;
+        let entry: Entry = crate::codec::decode_disk(&payload).map_err(|e| read_err(*e))?;
         Ok(Some(entry.log_id))
     }
 }

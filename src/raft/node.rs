@@ -13,9 +13,10 @@ use std::time::Duration;
 use anyhow::Context;
 use openraft::{ChangeMembers, ServerState};
 use tokio::sync::{watch, Mutex};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::chunk_fetch;
+use super::scrub::{self, ScrubStats};
 use super::error::NodeError;
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
@@ -23,7 +24,8 @@ use super::proposer::{Committed, Proposer};
 use super::read_index::{ReadIndexBatcher, ReadIndexError};
 use super::sm_adapter::StateMachine;
 use super::snapshot_floor::SnapshotFloor;
-use super::types::{NodeAddr, NodeId, Raft, RaftMetrics};
+use super::types::{Hello, NodeAddr, NodeId, Raft, RaftMetrics};
+use crate::chunk_ref::Hash;
 use crate::chunkstore::ChunkStore;
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -31,7 +33,6 @@ use crate::disk::Disk;
 use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
-use crate::proto::v1::cluster_client::ClusterClient;
 use crate::state::{sweep, ClientCommand, Command, Request, Store};
 
 /// How long a linearizable read waits for the local state to reach the read index.
@@ -87,12 +88,22 @@ pub struct Node {
     /// See `Config::unsafe_local_linearizable_reads`.
     unsafe_local_reads: bool,
     peer_clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    /// How this node dials its peers (mutual TLS).
+    pub peer_tls: ClientTlsConfig,
+    /// What the chunk scrubber found since start.
+    pub scrub: Arc<ScrubStats>,
+    /// A leader that heard from no quorum for this long refuses writes.
+    election_timeout_ms_min: u64,
     stop: watch::Sender<bool>,
 }
 
 impl Node {
     /// Opens storage, starts Raft and the workers, and bootstraps if appropriate.
-    pub async fn start(config: &Config, addr: NodeAddr) -> anyhow::Result<Arc<Node>> {
+    pub async fn start(
+        config: &Config,
+        addr: NodeAddr,
+        peer_tls: ClientTlsConfig,
+    ) -> anyhow::Result<Arc<Node>> {
         config.validate().map_err(anyhow::Error::msg)?;
         let raft_config = Arc::new(config.raft_config().map_err(anyhow::Error::msg)?);
         let dir = config.data_dir.display();
@@ -107,7 +118,7 @@ impl Node {
             config.unsafe_ack_before_fsync,
         )
         .with_context(|| format!("opening the Raft log in {dir}/raft-log"))?;
-        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor)
+        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor, peer_tls.clone())
             .with_context(|| format!("opening the state machine in {dir}"))?;
         let store = state_machine.store().clone();
         let chunks = state_machine.chunks().clone();
@@ -117,7 +128,7 @@ impl Node {
         let raft = Raft::new(
             config.id,
             raft_config,
-            PeerNetwork::default(),
+            PeerNetwork::new(peer_tls.clone()),
             log_store,
             state_machine,
         )
@@ -143,12 +154,20 @@ impl Node {
             growth,
             unsafe_local_reads: config.unsafe_local_linearizable_reads,
             peer_clients: Mutex::new(HashMap::new()),
+            peer_tls,
+            scrub: Arc::new(ScrubStats::default()),
+            election_timeout_ms_min: config.election_timeout_ms_min,
             stop,
         });
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
         tokio::spawn(chunk_repair_worker(node.clone()));
+        let pace = scrub::ScrubPace {
+            bytes_per_s: config.scrub_bytes_per_s,
+            pass_interval_ms: config.scrub_pass_interval_ms,
+        };
+        tokio::spawn(scrub::worker(node.clone(), pace, node.stop.subscribe()));
         Ok(node)
     }
 
@@ -165,7 +184,6 @@ impl Node {
             tokio::spawn(bootstrap_when_peers_ready(
                 self.clone(),
                 config.peers.clone(),
-                config.tokens.first().cloned(),
             ));
         }
         Ok(())
@@ -221,6 +239,17 @@ impl Node {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         if metrics.state == ServerState::Leader {
+            // openraft 0.9 has no check-quorum: a leader cut off from its quorum
+            // keeps its role until it hears a higher term. Refusing writes once no
+            // quorum acknowledged it for an election timeout sends clients on to
+            // the side that can elect a new leader, instead of letting them wait
+            // out their attempt timeout here.
+            let silent_ms = metrics.millis_since_quorum_ack.unwrap_or(0);
+            if silent_ms > self.election_timeout_ms_min {
+                return Err(NodeError::Unavailable(format!(
+                    "this leader has heard from no quorum for {silent_ms} ms"
+                )));
+            }
             return Ok(());
         }
         let leader_id = metrics.current_leader;
@@ -262,7 +291,7 @@ impl Node {
             }) => leader,
             _ => return Err(NodeError::Unavailable("no known leader".into())),
         };
-        let mut client = self.peer_client(&leader.grpc_addr).await?;
+        let mut client = self.peer_client(&leader.peer_addr).await?;
         let call = client.read_index(RaftPayload::default());
         let reply = tokio::time::timeout(Duration::from_millis(READ_INDEX_RPC_TIMEOUT_MS), call)
             .await
@@ -270,7 +299,7 @@ impl Node {
             .map_err(|s| {
                 NodeError::Unavailable(format!("read index from leader: {}", s.message()))
             })?;
-        let result: Result<u64, ReadIndexError> = bincode::deserialize(&reply.into_inner().data)
+        let result: Result<u64, ReadIndexError> = crate::codec::decode_peer(&reply.into_inner().data)
             .map_err(|e| NodeError::Unavailable(format!("undecodable read index reply: {e}")))?;
         Ok(result?)
     }
@@ -280,9 +309,44 @@ impl Node {
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        let client = connect_peer(addr).map_err(|e| NodeError::Unavailable(e.to_string()))?;
+        let client = connect_peer(addr, &self.peer_tls)
+            .map_err(|e| NodeError::Unavailable(e.to_string()))?;
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// A chunk's bytes from this node's store, checked against its hash. A chunk
+    /// missing here or found damaged (and so deleted) is fetched from a peer,
+    /// rewritten, and read again; the repair worker is told if that fails.
+    pub async fn read_chunk(&self, hash: Hash) -> std::io::Result<Vec<u8>> {
+        let chunks = self.chunks.clone();
+        let first = tokio::task::spawn_blocking(move || chunks.read(&hash))
+            .await
+            .map_err(std::io::Error::other)?;
+        match first {
+            Err(e) if ChunkStore::is_absent(&e) => {}
+            done => return done,
+        }
+        let membership = self.metrics().membership_config.as_ref().clone();
+        if !chunk_fetch::fetch_chunk(&self.chunks, &membership, &self.peer_tls, hash).await {
+            self.wake_chunk_repair();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "chunk {} is missing or damaged here and no peer could send it",
+                    hex::encode(hash)
+                ),
+            ));
+        }
+        let chunks = self.chunks.clone();
+        tokio::task::spawn_blocking(move || chunks.read(&hash))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Has the repair worker look for missing chunk files again.
+    pub fn wake_chunk_repair(&self) {
+        self.chunks_wanted.notify_one();
     }
 
     pub fn members(&self) -> Vec<MemberInfo> {
@@ -388,18 +452,14 @@ impl Node {
 /// Probes the peers until the cluster is initialized (by us or by someone else).
 /// `token` authenticates the probes when the config file sets tokens (every node
 /// of a new cluster is started with the same ones).
-async fn bootstrap_when_peers_ready(
-    node: Arc<Node>,
-    peers: BTreeMap<u64, String>,
-    token: Option<String>,
-) {
+async fn bootstrap_when_peers_ready(node: Arc<Node>, peers: BTreeMap<u64, String>) {
     let mut stop = node.stop.subscribe();
     loop {
         match node.raft.is_initialized().await {
             Ok(false) => {}
             _ => return,
         }
-        if let Some(members) = probe_peers(&node, &peers, token.as_deref()).await {
+        if let Some(members) = probe_peers(&node, &peers).await {
             match node.raft.initialize(members).await {
                 Ok(()) => tracing::info!("initialized a new cluster"),
                 Err(e) => tracing::warn!(error = %e, "initialize"),
@@ -414,47 +474,33 @@ async fn bootstrap_when_peers_ready(
 }
 
 /// The initial membership if every peer answers and none is initialized; `None`
-/// to try again later.
+/// to try again later. Asked over the peer listener (mutual TLS): a node that
+/// does not hold the cluster secret cannot take part.
 async fn probe_peers(
     node: &Node,
     peers: &BTreeMap<u64, String>,
-    token: Option<&str>,
 ) -> Option<BTreeMap<NodeId, NodeAddr>> {
     let mut members = BTreeMap::new();
-    for (id, grpc_addr) in peers {
+    for (id, peer_addr) in peers {
         if *id == node.id {
             members.insert(*id, node.addr.clone());
             continue;
         }
         let probe = async {
-            let mut client = ClusterClient::connect(format!("http://{grpc_addr}"))
-                .await
-                .ok()?;
-            let mut request = tonic::Request::new(crate::proto::v1::StatusRequest {});
-            if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
-                request.metadata_mut().insert("authorization", value);
-            }
-            client.status(request).await.ok()
+            let mut client = node.peer_client(peer_addr).await.ok()?;
+            let reply = client.hello(RaftPayload::default()).await.ok()?;
+            crate::codec::decode_peer::<Hello>(&reply.into_inner().data).ok()
         };
         let timeout = Duration::from_millis(BOOTSTRAP_PROBE_TIMEOUT_MS);
-        let status = tokio::time::timeout(timeout, probe)
-            .await
-            .ok()??
-            .into_inner();
-        if !status.members.is_empty() {
+        let hello = tokio::time::timeout(timeout, probe).await.ok()??;
+        if hello.initialized {
             tracing::info!(
                 peer = id,
                 "a peer is already initialized; waiting to be added"
             );
             return None;
         }
-        members.insert(
-            *id,
-            NodeAddr {
-                grpc_addr: grpc_addr.clone(),
-                http_addr: status.http_addr,
-            },
-        );
+        members.insert(*id, hello.addr);
     }
     Some(members)
 }
@@ -508,7 +554,13 @@ async fn chunk_repair_worker(node: Arc<Node>) {
         let mut backoff_ms = CHUNK_REPAIR_BACKOFF_MS_MIN;
         loop {
             let membership = node.metrics().membership_config.as_ref().clone();
-            let missing = chunk_fetch::fetch_missing(&node.store, &node.chunks, &membership).await;
+            let missing = chunk_fetch::fetch_missing(
+                &node.store,
+                &node.chunks,
+                &membership,
+                &node.peer_tls,
+            )
+            .await;
             node.chunks_missing
                 .store(missing, std::sync::atomic::Ordering::Relaxed);
             if missing == 0 {

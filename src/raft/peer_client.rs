@@ -17,16 +17,20 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::types::{NodeAddr, NodeId, RaftError, RpcError, TypeConfig};
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
 
-/// Opens a lazily connected client to a peer's gRPC address.
-pub fn connect_peer(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+/// Opens a lazily connected client to a peer's peer address (mutual TLS).
+pub fn connect_peer(
+    addr: &str,
+    tls: &ClientTlsConfig,
+) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls.clone())?
         .connect_timeout(Duration::from_secs(2))
         .initial_stream_window_size(crate::limits::GRPC_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(crate::limits::GRPC_CONNECTION_WINDOW_BYTES)
@@ -39,22 +43,31 @@ pub fn connect_peer(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transp
 
 /// Hands out peer clients, sharing one HTTP/2 connection per peer address.
 /// openraft asks for a new client for every leadership check (read index); dialing
-/// each time would cost a TCP and HTTP/2 handshake per linearizable read round.
-#[derive(Default)]
+/// each time would cost a TCP, TLS and HTTP/2 handshake per linearizable read round.
 pub struct PeerNetwork {
     clients: HashMap<String, RaftPeerClient<Channel>>,
+    tls: ClientTlsConfig,
+}
+
+impl PeerNetwork {
+    pub fn new(tls: ClientTlsConfig) -> Self {
+        PeerNetwork {
+            clients: HashMap::new(),
+            tls,
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
-        let client = match self.clients.get(&node.grpc_addr) {
+        let client = match self.clients.get(&node.peer_addr) {
             Some(client) => Ok(client.clone()),
-            None => connect_peer(&node.grpc_addr).map_err(|e| e.to_string()),
+            None => connect_peer(&node.peer_addr, &self.tls).map_err(|e| e.to_string()),
         };
         if let Ok(client) = &client {
-            self.clients.insert(node.grpc_addr.clone(), client.clone());
+            self.clients.insert(node.peer_addr.clone(), client.clone());
         }
         PeerClient { target, client }
     }
@@ -120,7 +133,7 @@ impl PeerClient {
                 }));
             }
         };
-        let result: Result<Resp, RaftError<E>> = bincode::deserialize(&reply.data)
+        let result: Result<Resp, RaftError<E>> = crate::codec::decode_peer(&reply.data)
             .map_err(|e| RpcError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RpcError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -7,7 +7,7 @@
 use tonic::{Request, Response, Status};
 
 use super::read_index::ReadIndexBatcher;
-use super::types::Raft;
+use super::types::{Hello, NodeAddr, Raft};
 use crate::chunkstore::ChunkStore;
 use crate::crash_point::{self, names};
 use crate::proto::raft::raft_peer_server::RaftPeer;
@@ -17,20 +17,22 @@ pub struct PeerService {
     raft: Raft,
     reads: ReadIndexBatcher,
     chunks: ChunkStore,
+    addr: NodeAddr,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, reads: ReadIndexBatcher, chunks: ChunkStore) -> Self {
+    pub fn new(raft: Raft, reads: ReadIndexBatcher, chunks: ChunkStore, addr: NodeAddr) -> Self {
         PeerService {
             raft,
             reads,
             chunks,
+            addr,
         }
     }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    bincode::deserialize(&request.into_inner().data)
+    crate::codec::decode_peer(&request.into_inner().data)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
 }
 
@@ -85,9 +87,24 @@ impl RaftPeer for PeerService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Status::not_found("no such chunk here"),
+                // Damaged files are deleted by the read and fetched again.
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData => {
+                    Status::not_found("no intact copy of this chunk here")
+                }
                 _ => Status::internal(e.to_string()),
             })?;
         Ok(Response::new(RaftPayload { data: data.into() }))
+    }
+
+    async fn hello(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        encode(&Hello {
+            initialized,
+            addr: self.addr.clone(),
+        })
     }
 }

@@ -67,6 +67,8 @@ pub struct StateMachine {
     floor: SnapshotFloor,
     /// Signalled when an install left chunks this node still has to fetch.
     chunks_wanted: Arc<tokio::sync::Notify>,
+    /// How chunks are fetched from peers after an install.
+    peer_tls: tonic::transport::ClientTlsConfig,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -82,7 +84,12 @@ fn snap_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl StateMachine {
-    pub fn open(disk: Disk, growth: Arc<LogGrowth>, floor: SnapshotFloor) -> io::Result<Self> {
+    pub fn open(
+        disk: Disk,
+        growth: Arc<LogGrowth>,
+        floor: SnapshotFloor,
+        peer_tls: tonic::transport::ClientTlsConfig,
+    ) -> io::Result<Self> {
         let snapshots_dir = disk.dir().join("snapshots");
         durable::create_dir_all(&snapshots_dir)?;
         let store = Store::open(&disk.db).map_err(io::Error::other)?;
@@ -97,6 +104,7 @@ impl StateMachine {
             queue_activity: Arc::new(tokio::sync::Notify::new()),
             floor,
             chunks_wanted: Arc::new(tokio::sync::Notify::new()),
+            peer_tls,
         };
         sm.recover()?;
         Ok(sm)
@@ -121,7 +129,7 @@ impl StateMachine {
 
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
         match self.store.meta(name).map_err(io::Error::other)? {
-            Some(bytes) => bincode::deserialize(&bytes)
+            Some(bytes) => crate::codec::decode_disk(&bytes)
                 .map(Some)
                 .map_err(io::Error::other),
             None => Ok(None),
@@ -177,7 +185,7 @@ impl StateMachine {
 }
 
 fn decode_meta(header: &[u8]) -> io::Result<SnapshotMeta> {
-    bincode::deserialize(header).map_err(|e| {
+    crate::codec::decode_disk(header).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unreadable snapshot meta: {e}"),
@@ -408,8 +416,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(snap_err)?;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
         // Still under the gate: entries after the snapshot may name these chunks.
-        let missing =
-            chunk_fetch::fetch_missing(&self.store, &self.chunks, &meta.last_membership).await;
+        let missing = chunk_fetch::fetch_missing(
+            &self.store,
+            &self.chunks,
+            &meta.last_membership,
+            &self.peer_tls,
+        )
+        .await;
         if missing > 0 {
             tracing::warn!(
                 missing,

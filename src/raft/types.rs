@@ -10,14 +10,29 @@ use crate::state::{Reply, Request};
 /// every other node's addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddr {
+    /// Clients' gRPC.
     pub grpc_addr: String,
     pub http_addr: String,
+    /// Peer RPCs (Raft, read index, chunk fetch): mutual TLS, peers only.
+    pub peer_addr: String,
 }
 
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "grpc={} http={}", self.grpc_addr, self.http_addr)
+        write!(
+            f,
+            "grpc={} http={} peer={}",
+            self.grpc_addr, self.http_addr, self.peer_addr
+        )
     }
+}
+
+/// A peer's answer to `Hello` (bootstrap): whether it belongs to a cluster yet,
+/// and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub initialized: bool,
+    pub addr: NodeAddr,
 }
 
 pub type NodeId = u64;

@@ -289,7 +289,7 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Result<T> {
-    bincode::deserialize(bytes)
+    crate::codec::decode_disk(bytes)
         .map_err(|e| sled::Error::Unsupported(format!("corrupt record: {e}")))
 }
 

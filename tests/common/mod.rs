@@ -49,10 +49,28 @@ pub fn free_port() -> u16 {
     panic!("1,000 ephemeral ports in a row were already given to this test process");
 }
 
+/// The cluster secret of the cluster whose nodes live under `base`, created
+/// (mode 0600) on first use.
+pub fn cluster_secret(base: &std::path::Path) -> PathBuf {
+    let path = base.join("cluster.secret");
+    if !path.exists() {
+        let status = Command::new(CAIRN)
+            .args(["admin", "init-secret"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run cairn admin init-secret");
+        assert!(status.success() || path.exists(), "cairn admin init-secret failed");
+    }
+    path
+}
+
 pub struct TestNode {
     pub id: u64,
     pub grpc: String,
     pub http: String,
+    /// Peer RPCs (mutual TLS from the cluster secret).
+    pub peer: String,
     pub dir: PathBuf,
     pub peers: String,
     pub extra_args: Vec<String>,
@@ -68,6 +86,7 @@ impl TestNode {
             id,
             grpc: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
             dir: base.join(format!("node{id}")),
             peers,
             extra_args,
@@ -91,6 +110,7 @@ impl TestNode {
                 self.dir.join("data").to_str().expect("utf-8 path"),
             ])
             .args(["--grpc-addr", &self.grpc, "--http-addr", &self.http])
+            .args(["--peer-addr", &self.peer])
             .args(TIMING_ARGS)
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=info")
@@ -101,7 +121,10 @@ impl TestNode {
         if self.peers.is_empty() {
             command.arg("--dev");
         } else {
+            // One secret per cluster, beside the nodes' directories.
+            let secret = cluster_secret(self.dir.parent().expect("node dirs live in a cluster dir"));
             command.args(["--peers", &self.peers]);
+            command.arg("--cluster-secret-file").arg(secret);
         }
         self.child = Some(command.spawn().expect("spawn cairn server"));
     }
@@ -219,7 +242,7 @@ impl TestCluster {
             .collect();
         let peers = nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.grpc))
+            .map(|n| format!("{}={}", n.id, n.peer))
             .collect::<Vec<_>>()
             .join(",");
         for node in &mut nodes {
@@ -236,7 +259,7 @@ impl TestCluster {
         let peers = self
             .nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.grpc))
+            .map(|n| format!("{}={}", n.id, n.peer))
             .collect::<Vec<_>>()
             .join(",");
         let extra = self.nodes[0].extra_args.clone();

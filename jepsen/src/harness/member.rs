@@ -106,7 +106,7 @@ pub async fn remove_voter(
     let peers: Vec<String> = members
         .iter()
         .filter(|m| m.id != old_id)
-        .map(|m| format!("{}={}", m.id, m.grpc_addr))
+        .map(|m| format!("{}={}", m.id, m.peer_addr))
         .collect();
     let spec = joiner_spec(&cluster.current_spec(host), new_id, &peers.join(","));
     cluster.replace(host, new_id, spec);
@@ -153,7 +153,7 @@ async fn add_and_promote(
     let mut steps = serde_json::Map::new();
     let spec = cluster.current_spec(host);
     let id = cluster.raft_id(host);
-    let added = bounded(client.add_learner(id, &spec.grpc_addr, &spec.http_addr)).await;
+    let added = bounded(client.add_learner(id, &spec.grpc_addr, &spec.http_addr, "")).await;
     steps.insert("add_learner".into(), outcome(&added.map(drop)));
     let caught_up = wait_caught_up(cluster, host).await;
     steps.insert("caught_up".into(), json!(caught_up));

@@ -351,6 +351,16 @@ fn clock_files(prepared: &Prepared) -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
+/// The run's cluster secret (one file every node is given), created on first use.
+/// A run directory is new per run, so a failure here is a harness bug.
+fn cluster_secret(run_dir: &Path) -> String {
+    let path = run_dir.join("cluster.secret");
+    if !path.exists() {
+        cairn::peer_tls::create_secret(&path).expect("write the run's cluster secret");
+    }
+    path.display().to_string()
+}
+
 fn node_dir(run_dir: &Path, id: u8) -> PathBuf {
     run_dir.join(format!("n{id}"))
 }
@@ -359,8 +369,11 @@ fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -
     let nodes = prepared.options.nodes;
     let power = prepared.faults.contains(&FaultFamily::Power);
     let grpc = |id: u8| format!("{}:{GRPC_PORT}", network.node_ip(id));
-    let peers: Vec<String> = (1..=nodes).map(|id| format!("{id}={}", grpc(id))).collect();
+    // Peers listen on the default peer address, the gRPC port + 1.
+    let peer = |id: u8| format!("{}:{}", network.node_ip(id), GRPC_PORT + 1);
+    let peers: Vec<String> = (1..=nodes).map(|id| format!("{id}={}", peer(id))).collect();
     let peers = peers.join(",");
+    let secret = cluster_secret(&prepared.run_dir);
     (1..=nodes)
         .map(|id| {
             let dir = node_dir(&prepared.run_dir, id);
@@ -377,6 +390,7 @@ fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -
                 format!("{}:{HTTP_PORT}", network.node_ip(id)),
             ]);
             args.extend(["--peers".into(), peers.clone()]);
+            args.extend(["--cluster-secret-file".into(), secret.clone()]);
             args.extend(TIMING_ARGS.iter().map(|arg| arg.to_string()));
             if prepared.options.unsafe_local_reads {
                 args.push("--unsafe-local-linearizable-reads".into());

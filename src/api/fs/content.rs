@@ -105,10 +105,10 @@ impl FsApi {
             return Ok(BytesMut::new());
         };
         chunk_read::check_chunks_here(&self.node, [&block.chunk])?;
-        let chunks = self.node.chunks.clone();
-        let data = tokio::task::spawn_blocking(move || chunks.read(&block.chunk.hash))
+        let data = self
+            .node
+            .read_chunk(block.chunk.hash)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::Internal(format!("reading a chunk: {e}")))?;
         let valid = (block.len as usize).min(data.len());
         Ok(BytesMut::from(&data[..valid]))
@@ -274,7 +274,7 @@ impl FsApi {
             chunk_read::check_chunks_here(&self.node, extents.iter().map(|e| &e.chunk))?;
             let size = entry.inode.size;
             let stream = chunk_read::read(
-                self.node.chunks.clone(),
+                self.node.clone(),
                 &extents,
                 size,
                 ByteRange { offset, length },

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::api::error::ApiError;
+use crate::config::default_peer_addr;
 use crate::proto::v1::{self, cluster_server::Cluster};
 use crate::raft::types::NodeAddr;
 use crate::raft::Node;
@@ -47,9 +48,16 @@ impl Cluster for ClusterService {
         if r.grpc_addr.is_empty() {
             return Err(ApiError::from(Error::invalid("grpc_addr", "must not be empty")).into());
         }
+        let peer_addr = if r.peer_addr.is_empty() {
+            default_peer_addr(&r.grpc_addr)
+                .map_err(|e| ApiError::from(Error::invalid("grpc_addr", e)))?
+        } else {
+            r.peer_addr
+        };
         let addr = NodeAddr {
             grpc_addr: r.grpc_addr,
             http_addr: r.http_addr,
+            peer_addr,
         };
         let index = self
             .node

@@ -49,6 +49,7 @@ pub fn member(info: &MemberInfo) -> v1::Member {
         grpc_addr: info.addr.grpc_addr.clone(),
         http_addr: info.addr.http_addr.clone(),
         voter: info.voter,
+        peer_addr: info.addr.peer_addr.clone(),
     }
 }
 
@@ -78,5 +79,10 @@ pub fn node_status(node: &Node) -> v1::NodeStatus {
         grpc_addr: node.addr.grpc_addr.clone(),
         http_addr: node.addr.http_addr.clone(),
         chunks_missing: node.chunks_missing(),
+        peer_addr: node.addr.peer_addr.clone(),
+        scrub_chunks_checked: node.scrub.checked(),
+        scrub_chunks_damaged: node.scrub.damaged(),
+        scrub_chunks_repaired: node.scrub.repaired(),
+        scrub_passes: node.scrub.passes(),
     }
 }

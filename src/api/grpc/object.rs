@@ -210,7 +210,7 @@ impl Object for ObjectService {
             ))),
         };
         objects::check_chunks_here(node, &record)?;
-        let data = objects::read(node.chunks.clone(), &record, range).map(|piece| match piece {
+        let data = objects::read(node.clone(), &record, range).map(|piece| match piece {
             Ok(data) => Ok(v1::GetObjectReply {
                 part: Some(v1::get_object_reply::Part::Data(data)),
             }),
