@@ -264,7 +264,10 @@ mod tests {
     fn a_damaged_file_is_never_returned_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(dir.path()).unwrap();
-        let chunk = (*blake3::hash(b"good bytes").as_bytes(), b"good bytes".to_vec());
+        let chunk = (
+            *blake3::hash(b"good bytes").as_bytes(),
+            b"good bytes".to_vec(),
+        );
         store.write_durable(std::slice::from_ref(&chunk)).unwrap();
         fs::write(store.path(&chunk.0), b"good byteS").unwrap();
         let error = store.read(&chunk.0).unwrap_err();

@@ -59,6 +59,9 @@ mod tests {
         let value = (7u64, "name".to_string(), vec![1u8, 2, 3]);
         let bytes = encode(&value).unwrap();
         assert_eq!(bytes, bincode::serialize(&value).unwrap());
-        assert_eq!(decode_disk::<(u64, String, Vec<u8>)>(&bytes).unwrap(), value);
+        assert_eq!(
+            decode_disk::<(u64, String, Vec<u8>)>(&bytes).unwrap(),
+            value
+        );
     }
 }

@@ -235,9 +235,15 @@ mod tests {
             .expect("the speaking connection is admitted")
             .unwrap()
             .unwrap();
-        assert_eq!(conn.stream.peer_addr().unwrap(), speaker.local_addr().unwrap());
+        assert_eq!(
+            conn.stream.peer_addr().unwrap(),
+            speaker.local_addr().unwrap()
+        );
         assert_eq!(conn.shared.slots().busy, 1);
-        assert!(conn.shared.slots().waiting.len() <= 3, "idle ones were shed");
+        assert!(
+            conn.shared.slots().waiting.len() <= 3,
+            "idle ones were shed"
+        );
         let shared = conn.shared.clone();
         drop(conn);
         assert_eq!(shared.slots().busy, 0);

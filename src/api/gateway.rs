@@ -43,13 +43,14 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(node: Arc<Node>, config: &Config) -> Self {
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| {
-                let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
-                format!("{scheme}://{}", config.http_addr)
-            });
+        let public_url = config.public_url.clone().unwrap_or_else(|| {
+            let scheme = if config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.http_addr)
+        });
         let uploads = objects::upload_budget();
         let local = super::fs::local::LocalFs::open(config.local_dir()).unwrap_or_else(|e| {
             tracing::error!(dir = %config.local_dir().display(), error = %e, "local storage unavailable");

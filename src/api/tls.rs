@@ -28,7 +28,8 @@ impl std::fmt::Debug for ListenerTls {
 
 impl ListenerTls {
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let cert_pem =
+            std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
         let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<_, _>>()

@@ -106,9 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Storage(args) => storage::run(client(cli)?, args).await,
         Command::Mount(args) => mount::run(client(cli)?, args).await,
         Command::Token(command) => token::run(client(cli)?, command).await,
-        Command::Cluster(command) => {
-            cluster::run(client(cli)?, command).await
-        }
+        Command::Cluster(command) => cluster::run(client(cli)?, command).await,
         Command::Bench(command) => bench::run(&cli.endpoints, cli.token.as_deref(), command).await,
         Command::Admin(command) => admin::run(command),
     }

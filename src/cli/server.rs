@@ -10,8 +10,8 @@ use clap::Args;
 use crate::api::tls::ListenerTls;
 use crate::api::{ListenerSecurity, Listeners};
 use crate::config::{parse_peers, Config};
-use crate::peer_tls::{self, PeerTls};
 use crate::limits::SHUTDOWN_GRACE_MS_MAX;
+use crate::peer_tls::{self, PeerTls};
 use crate::raft::types::NodeAddr;
 use crate::raft::Node;
 
@@ -237,7 +237,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         peer_addr: peer_addr.clone(),
     };
     let node = Node::start(&config, addr, peer.client_config()).await?;
-    let scheme = if client_tls.is_some() { "https" } else { "http" };
+    let scheme = if client_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "cairn node {} listening: gRPC {}{} · HTTP {scheme}://{}/ (dashboard) · peers {peer_addr} (mutual TLS) · data in {}{}",
         config.id,

@@ -56,7 +56,7 @@ pub struct LogGrowth {
 
 /// What the meta file holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LogMeta {
+pub struct LogMeta {
     vote: Option<Vote>,
     last_purged: Option<LogId>,
 }

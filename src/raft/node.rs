@@ -16,12 +16,12 @@ use tokio::sync::{watch, Mutex};
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::chunk_fetch;
-use super::scrub::{self, ScrubStats};
 use super::error::NodeError;
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
 use super::proposer::{Committed, Proposer};
 use super::read_index::{ReadIndexBatcher, ReadIndexError};
+use super::scrub::{self, ScrubStats};
 use super::sm_adapter::StateMachine;
 use super::snapshot_floor::SnapshotFloor;
 use super::types::{Hello, NodeAddr, NodeId, Raft, RaftMetrics};
@@ -118,8 +118,9 @@ impl Node {
             config.unsafe_ack_before_fsync,
         )
         .with_context(|| format!("opening the Raft log in {dir}/raft-log"))?;
-        let state_machine = StateMachine::open(disk.clone(), growth.clone(), floor, peer_tls.clone())
-            .with_context(|| format!("opening the state machine in {dir}"))?;
+        let state_machine =
+            StateMachine::open(disk.clone(), growth.clone(), floor, peer_tls.clone())
+                .with_context(|| format!("opening the state machine in {dir}"))?;
         let store = state_machine.store().clone();
         let chunks = state_machine.chunks().clone();
         let queue_activity = state_machine.queue_activity();
@@ -299,8 +300,10 @@ impl Node {
             .map_err(|s| {
                 NodeError::Unavailable(format!("read index from leader: {}", s.message()))
             })?;
-        let result: Result<u64, ReadIndexError> = crate::codec::decode_peer(&reply.into_inner().data)
-            .map_err(|e| NodeError::Unavailable(format!("undecodable read index reply: {e}")))?;
+        let result: Result<u64, ReadIndexError> =
+            crate::codec::decode_peer(&reply.into_inner().data).map_err(|e| {
+                NodeError::Unavailable(format!("undecodable read index reply: {e}"))
+            })?;
         Ok(result?)
     }
 
@@ -554,13 +557,9 @@ async fn chunk_repair_worker(node: Arc<Node>) {
         let mut backoff_ms = CHUNK_REPAIR_BACKOFF_MS_MIN;
         loop {
             let membership = node.metrics().membership_config.as_ref().clone();
-            let missing = chunk_fetch::fetch_missing(
-                &node.store,
-                &node.chunks,
-                &membership,
-                &node.peer_tls,
-            )
-            .await;
+            let missing =
+                chunk_fetch::fetch_missing(&node.store, &node.chunks, &membership, &node.peer_tls)
+                    .await;
             node.chunks_missing
                 .store(missing, std::sync::atomic::Ordering::Relaxed);
             if missing == 0 {

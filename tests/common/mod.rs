@@ -60,7 +60,10 @@ pub fn cluster_secret(base: &std::path::Path) -> PathBuf {
             .stdout(Stdio::null())
             .status()
             .expect("run cairn admin init-secret");
-        assert!(status.success() || path.exists(), "cairn admin init-secret failed");
+        assert!(
+            status.success() || path.exists(),
+            "cairn admin init-secret failed"
+        );
     }
     path
 }
@@ -122,7 +125,8 @@ impl TestNode {
             command.arg("--dev");
         } else {
             // One secret per cluster, beside the nodes' directories.
-            let secret = cluster_secret(self.dir.parent().expect("node dirs live in a cluster dir"));
+            let secret =
+                cluster_secret(self.dir.parent().expect("node dirs live in a cluster dir"));
             command.args(["--peers", &self.peers]);
             command.arg("--cluster-secret-file").arg(secret);
         }
