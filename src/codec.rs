@@ -2,9 +2,13 @@
 //! records read back from disk.
 //!
 //! The encoding is bincode 1's legacy format (fixed-width integers, trailing bytes
-//! allowed), so everything already on disk and on the wire reads back unchanged;
-//! what changes is that a length prefix claiming more than the limit is refused
-//! before anything is allocated for it.
+//! allowed), so everything already on disk and on the wire reads back unchanged.
+//! The bound: input longer than the limit is refused outright. Within it, bincode
+//! decoding from a slice checks every claimed length against the bytes that are
+//! actually left before it allocates (a byte string claiming 4 GiB in a 1 KiB
+//! payload fails at once), and serde caps what a sequence reserves up front, so
+//! memory stays proportional to the input, never to what the input claims.
+//! (bincode's own `with_limit` is ignored for slices, hence the length check.)
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,16 +17,18 @@ use bincode::Options;
 
 use crate::limits::{DISK_RECORD_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX};
 
-fn options(limit_bytes: u64) -> impl Options {
+fn options() -> impl Options {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .allow_trailing_bytes()
-        .with_limit(limit_bytes)
 }
 
-/// Decodes at most `limit_bytes` of `bytes`.
+/// Decodes `bytes`, refusing more than `limit_bytes` of them.
 pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8], limit_bytes: u64) -> bincode::Result<T> {
-    options(limit_bytes).deserialize(bytes)
+    if bytes.len() as u64 > limit_bytes {
+        return Err(Box::new(bincode::ErrorKind::SizeLimit));
+    }
+    options().deserialize(bytes)
 }
 
 /// Decodes a payload a peer sent (at most one gRPC message).
@@ -47,11 +53,26 @@ mod tests {
 
     #[test]
     fn a_claimed_length_over_the_limit_is_refused() {
-        // A Vec<u8> whose length prefix claims 4 GiB, followed by 8 bytes.
+        // A byte string whose length prefix claims 4 GiB, followed by 8 bytes: refused
+        // before anything of that size is read or allocated.
         let mut bytes = (4u64 << 30).to_le_bytes().to_vec();
-        bytes.extend_from_slice(&[0; 8]);
-        let error = decode_bounded::<Vec<u8>>(&bytes, 1024).unwrap_err();
+        bytes.extend_from_slice(&[b'a'; 8]);
+        assert!(decode_bounded::<serde_bytes::ByteBuf>(&bytes, 1024).is_err());
+        assert!(decode_bounded::<String>(&bytes, 1024).is_err());
+        // Within the input but over the limit: refused by the limit itself.
+        let mut small = 16u64.to_le_bytes().to_vec();
+        small.extend_from_slice(&[b'a'; 16]);
+        let error = decode_bounded::<serde_bytes::ByteBuf>(&small, 12).unwrap_err();
         assert!(matches!(*error, bincode::ErrorKind::SizeLimit), "{error}");
+        assert_eq!(
+            decode_bounded::<serde_bytes::ByteBuf>(&small, 24)
+                .unwrap()
+                .len(),
+            16
+        );
+        // A sequence claiming 4 Gi elements fails at its end of input; serde caps
+        // what it reserves up front, so nothing of the claimed size is allocated.
+        assert!(decode_bounded::<Vec<u64>>(&bytes, 1 << 20).is_err());
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub fn drop_refs(txn: &mut Txn<'_>, now_ms: u64, chunks: &[ChunkRef]) -> sled::R
         let Some(mut record) = get(txn, &hash)? else {
             continue;
         };
-        record.refs = record.refs.saturating_sub(count);
+        record.refs = super::decrement(record.refs, count, "chunk references");
         if record.refs == 0 {
             mark_unreferenced(txn, &hash, &mut record, now_ms);
         }

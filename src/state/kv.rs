@@ -233,7 +233,7 @@ fn delete_namespace(txn: &mut Txn<'_>, name: &str) -> sled::Result<Result<KvResp
     let count = meta_u64(txn, META_NAMESPACE_COUNT)?;
     txn.put(
         keys::meta(META_NAMESPACE_COUNT),
-        encode(&count.saturating_sub(1)),
+        encode(&super::decrement(count, 1, "namespaces")),
     );
     txn.remove(keys::namespace(name));
     txn.put(keys::dropped(ns.id), Vec::new());

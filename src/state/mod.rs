@@ -282,6 +282,24 @@ pub(crate) fn meta_u64(txn: &Txn<'_>, name: &str) -> sled::Result<u64> {
         .unwrap_or(0))
 }
 
+/// `value - by` for a count the state keeps (chunk references, namespaces, buckets,
+/// queues, client sessions), which can never go below zero unless apply has a bug.
+/// Debug builds (every test) fail loudly; a release build logs the bug and clamps
+/// at zero, so one wrong count is contained to that count instead of stopping the
+/// node or wrapping to 2^64.
+pub(crate) fn decrement(value: u64, by: u64, what: &str) -> u64 {
+    debug_assert!(value >= by, "{what}: count {value} cannot drop by {by}");
+    value.checked_sub(by).unwrap_or_else(|| {
+        tracing::error!(
+            what,
+            value,
+            by,
+            "a count went below zero (a bug); clamped at zero"
+        );
+        0
+    })
+}
+
 /// bincode helpers for records stored in the tree. A record that fails to decode
 /// is a corrupted store, reported as a storage error rather than a panic.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

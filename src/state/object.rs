@@ -307,7 +307,7 @@ fn delete_bucket(txn: &mut Txn<'_>, name: &str) -> sled::Result<Result<ObjectRes
     let count = meta_u64(txn, META_BUCKET_COUNT)?;
     txn.put(
         keys::meta(META_BUCKET_COUNT),
-        encode(&count.saturating_sub(1)),
+        encode(&super::decrement(count, 1, "buckets")),
     );
     Ok(Ok(ObjectResponse::Done))
 }

@@ -303,7 +303,7 @@ fn delete(txn: &mut Txn<'_>, name: &str) -> Applied {
     let count = meta_u64(txn, META_QUEUE_COUNT)?;
     txn.put(
         keys::meta(META_QUEUE_COUNT),
-        encode(&count.saturating_sub(1)),
+        encode(&super::decrement(count, 1, "queues")),
     );
     txn.remove(queue_key(name));
     txn.put(dropped_key(record.id), Vec::new());

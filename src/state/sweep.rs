@@ -118,7 +118,7 @@ fn expire_sessions(txn: &mut Txn<'_>, now_ms: u64, budget: u64) -> sled::Result<
             break; // ordered by last_seen: everyone after is younger
         }
         forget_client(txn, client_id, last_seen_ms)?;
-        count = count.saturating_sub(1);
+        count = super::decrement(count, 1, "client sessions");
         removed += 1;
     }
     txn.put(keys::meta(META_CLIENT_COUNT), encode(&count));
