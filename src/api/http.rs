@@ -28,13 +28,15 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let members: Vec<_> = s
         .members
         .iter()
-        .map(|m| json!({"id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr, "voter": m.voter}))
+        .map(|m| json!({"id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr, "peer_addr": m.peer_addr, "voter": m.voter}))
         .collect();
     Json(json!({
         "id": s.id, "role": s.role, "term": s.term, "leader": s.leader_id,
         "last_log_index": s.last_log_index, "applied_index": s.applied_index,
         "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
         "chunks_missing": s.chunks_missing,
+        "scrub": {"checked": s.scrub_chunks_checked, "damaged": s.scrub_chunks_damaged,
+                  "repaired": s.scrub_chunks_repaired, "passes": s.scrub_passes},
         "grpc_addr": s.grpc_addr, "http_addr": s.http_addr, "members": members,
     }))
 }

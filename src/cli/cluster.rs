@@ -4,7 +4,6 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::client::Client;
-use crate::proto::v1::NodeStatus;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -87,13 +86,17 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
             .map(|(m, s)| {
                 json!({
                     "id": m.id, "grpc_addr": m.grpc_addr, "http_addr": m.http_addr,
-                    "voter": m.voter,
+                    "peer_addr": m.peer_addr, "voter": m.voter,
                     "role": s.as_ref().map(|s| s.role.as_str()).unwrap_or("unreachable"),
                     "term": s.as_ref().map(|s| s.term),
                     "last_log_index": s.as_ref().map(|s| s.last_log_index),
                     "applied_index": s.as_ref().map(|s| s.applied_index),
                     "snapshot_index": s.as_ref().map(|s| s.snapshot_index),
                     "chunks_missing": s.as_ref().map(|s| s.chunks_missing),
+                    "scrub_chunks_checked": s.as_ref().map(|s| s.scrub_chunks_checked),
+                    "scrub_chunks_damaged": s.as_ref().map(|s| s.scrub_chunks_damaged),
+                    "scrub_chunks_repaired": s.as_ref().map(|s| s.scrub_chunks_repaired),
+                    "scrub_passes": s.as_ref().map(|s| s.scrub_passes),
                     "reachable": s.is_some(),
                 })
             })
@@ -111,28 +114,29 @@ async fn status(client: &Client, as_json: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|| "none".into())
     );
     println!(
-        "{:<4} {:<22} {:<22} {:<12} {:>6} {:>10} {:>10}",
-        "ID", "GRPC", "HTTP", "ROLE", "TERM", "LAST_LOG", "APPLIED"
+        "{:<4} {:<22} {:<22} {:<12} {:>6} {:>10} {:>10} {:>14}",
+        "ID", "GRPC", "HTTP", "ROLE", "TERM", "LAST_LOG", "APPLIED", "SCRUB_BAD/FIX"
     );
     for (m, s) in rows {
-        let (role, term, last, applied) = match &s {
-            Some(NodeStatus {
-                role,
-                term,
-                last_log_index,
-                applied_index,
-                ..
-            }) => (
-                role.clone(),
-                term.to_string(),
-                last_log_index.to_string(),
-                applied_index.to_string(),
+        let (role, term, last, applied, scrub) = match &s {
+            Some(s) => (
+                s.role.clone(),
+                s.term.to_string(),
+                s.last_log_index.to_string(),
+                s.applied_index.to_string(),
+                format!("{}/{}", s.scrub_chunks_damaged, s.scrub_chunks_repaired),
             ),
-            None => ("unreachable".into(), "-".into(), "-".into(), "-".into()),
+            None => (
+                "unreachable".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
         };
         println!(
-            "{:<4} {:<22} {:<22} {:<12} {:>6} {:>10} {:>10}",
-            m.id, m.grpc_addr, m.http_addr, role, term, last, applied
+            "{:<4} {:<22} {:<22} {:<12} {:>6} {:>10} {:>10} {:>14}",
+            m.id, m.grpc_addr, m.http_addr, role, term, last, applied, scrub
         );
     }
     Ok(())
