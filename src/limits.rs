@@ -157,8 +157,15 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 pub const CONNECTION_FIRST_BYTE_TIMEOUT_MS: u64 = 10_000;
 /// How long a client may take to send a whole HTTP request head.
 pub const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Longest pause between two pieces of an HTTP request body.
+pub const HTTP_BODY_IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Largest HTTP request head (request line and headers).
 pub const HTTP_HEADER_BYTES_MAX: usize = 64 * 1024;
+/// Requests one gRPC listener serves at once, over all its connections; more
+/// wait for a slot.
+pub const GRPC_REQUESTS_IN_FLIGHT_MAX: usize = 4096;
+/// Requests the HTTP listener serves at once; more wait for a slot.
+pub const HTTP_REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 /// Concurrent gRPC streams (requests) on one connection.
 pub const GRPC_STREAMS_PER_CONNECTION_MAX: u32 = 1024;
 /// HTTP/2 keepalive: a PING after this much silence, and how long its answer may take.

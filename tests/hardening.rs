@@ -253,7 +253,8 @@ async fn a_peer_payload_claiming_4_gib_is_refused_without_allocating_it() {
     client.create_namespace("after").await.unwrap();
 }
 
-fn raise_open_files(wanted: u64) {
+/// Raises this process's open-file limit to `wanted`; false if the hard limit is lower.
+fn raise_open_files(wanted: u64) -> bool {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -261,9 +262,13 @@ fn raise_open_files(wanted: u64) {
     // SAFETY: plain getrlimit/setrlimit on a struct we own.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = wanted.min(limit.rlim_max);
+        if limit.rlim_max < wanted {
+            return false;
+        }
+        limit.rlim_cur = limit.rlim_cur.max(wanted);
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }
+    true
 }
 
 fn open_fds(pid: u32) -> usize {

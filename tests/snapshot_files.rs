@@ -26,6 +26,7 @@ fn open(dir: &Path) -> std::io::Result<StateMachine> {
         disk,
         Arc::new(LogGrowth::default()),
         SnapshotFloor::default(),
+        tonic::transport::ClientTlsConfig::new(),
     )
 }
 

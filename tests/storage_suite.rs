@@ -11,6 +11,7 @@ use cairn::raft::snapshot_floor::SnapshotFloor;
 use cairn::raft::types::{StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageIOError;
+use tonic::transport::ClientTlsConfig;
 
 struct Builder;
 
@@ -26,7 +27,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         floor.raise(Some(u64::MAX));
         let log = LogStore::open(disk.clone(), growth.clone(), floor.clone(), false)
             .map_err(|e| StorageIOError::write(&e))?;
-        let sm = StateMachine::open(disk, growth, floor).map_err(|e| StorageIOError::write(&e))?;
+        let sm = StateMachine::open(disk, growth, floor, ClientTlsConfig::new())
+            .map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, log, sm))
     }
 }

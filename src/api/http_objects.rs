@@ -298,7 +298,7 @@ async fn put_object(
         content_type,
         metadata,
     };
-    let body = request.into_body().into_data_stream().map(|piece| {
+    let body = Box::pin(super::http_serve::body_stream(request.into_body())).map(|piece| {
         piece.map_err(|e| ApiError::Node(NodeError::Unavailable(format!("request body: {e}"))))
     });
     let stored = objects::put(&gateway.node, &gateway.uploads, header, body).await?;

@@ -13,8 +13,9 @@ use tower::ServiceExt;
 
 use super::admission;
 use crate::limits::{
-    CONNECTION_FIRST_BYTE_TIMEOUT_MS, HTTP_CONNECTIONS_MAX, HTTP_HEADER_BYTES_MAX,
-    HTTP_HEADER_READ_TIMEOUT_MS, TLS_HANDSHAKE_TIMEOUT_MS,
+    CONNECTION_FIRST_BYTE_TIMEOUT_MS, HTTP_BODY_IDLE_TIMEOUT_MS, HTTP_CONNECTIONS_MAX,
+    HTTP_HEADER_BYTES_MAX, HTTP_HEADER_READ_TIMEOUT_MS, HTTP_REQUESTS_IN_FLIGHT_MAX,
+    TLS_HANDSHAKE_TIMEOUT_MS,
 };
 
 /// Serves `router` on `listener` until `stop` changes; connections in flight then
@@ -30,6 +31,10 @@ pub async fn serve(
         listener,
         HTTP_CONNECTIONS_MAX,
         Duration::from_millis(CONNECTION_FIRST_BYTE_TIMEOUT_MS),
+    ));
+    // Requests in flight across the listener; more wait for a slot.
+    let router = router.layer(tower::limit::ConcurrencyLimitLayer::new(
+        HTTP_REQUESTS_IN_FLIGHT_MAX,
     ));
     let mut accept_stop = stop.clone();
     loop {
@@ -82,4 +87,28 @@ where
             let _ = conn.await;
         }
     }
+}
+
+/// The body of a request as a stream that fails when the client sends nothing for
+/// `HTTP_BODY_IDLE_TIMEOUT_MS`: a slow or stalled upload (slowloris on the body)
+/// holds its connection and upload slot only that long.
+pub fn body_stream(
+    body: axum::body::Body,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, String>> + Send + 'static {
+    use futures::StreamExt;
+    let idle = Duration::from_millis(HTTP_BODY_IDLE_TIMEOUT_MS);
+    futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(piece))) => Some((Ok(piece), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(format!(
+                    "the client sent no body bytes for {HTTP_BODY_IDLE_TIMEOUT_MS} ms"
+                )),
+                None,
+            )),
+        }
+    })
 }

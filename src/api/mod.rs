@@ -22,13 +22,15 @@ use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Server, ServerTlsConfig};
+use tower::limit::ConcurrencyLimitLayer;
 
 pub use gateway::Gateway;
 
 use crate::limits::{
     CLIENT_CONNECTIONS_MAX, CONNECTION_FIRST_BYTE_TIMEOUT_MS, GRPC_CONNECTION_WINDOW_BYTES,
     GRPC_KEEPALIVE_INTERVAL_MS, GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX,
-    GRPC_STREAMS_PER_CONNECTION_MAX, GRPC_STREAM_WINDOW_BYTES, PEER_CONNECTIONS_MAX,
+    GRPC_REQUESTS_IN_FLIGHT_MAX, GRPC_STREAMS_PER_CONNECTION_MAX, GRPC_STREAM_WINDOW_BYTES,
+    PEER_CONNECTIONS_MAX,
 };
 use crate::peer_tls;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
@@ -51,9 +53,12 @@ macro_rules! bounded {
 }
 
 /// The transport settings of every gRPC listener: windows, streams per
-/// connection, keepalive (a silent peer's connection is closed).
-fn grpc_builder() -> Server {
+/// connection, keepalive (a silent peer's connection is closed), and requests in
+/// flight across the whole listener (more wait for a slot).
+fn grpc_builder(
+) -> Server<tower::layer::util::Stack<ConcurrencyLimitLayer, tower::layer::util::Identity>> {
     Server::builder()
+        .layer(ConcurrencyLimitLayer::new(GRPC_REQUESTS_IN_FLIGHT_MAX))
         .tcp_nodelay(true)
         .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
         .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
