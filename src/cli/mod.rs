@@ -56,7 +56,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a cluster node.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Key-value store: namespaces and keys.
     #[command(subcommand)]
     Kv(kv::KvCommand),
@@ -99,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ca: cli.ca,
     };
     match command {
-        Command::Server(args) => server::run(args).await,
+        Command::Server(args) => server::run(*args).await,
         Command::Kv(command) => kv::run(client(cli)?, command).await,
         Command::Queue(command) => queue::run(client(cli)?, command).await,
         Command::Object(command) => object::run(client(cli)?, command).await,

@@ -212,7 +212,7 @@ impl Node {
     /// Proposes a client write through the group-commit proposer (leader only).
     pub async fn write(&self, command: ClientCommand) -> Committed {
         self.check_leader()?;
-        self.proposer.propose(command).await
+        self.unless_quorum_lost(self.proposer.propose(command)).await
     }
 
     /// Proposes one large command as its own entry, bypassing group commit: object
@@ -225,14 +225,46 @@ impl Node {
             commands: vec![command],
         };
         let response = self
-            .raft
-            .client_write(request)
-            .await
-            .map_err(NodeError::from_write_error)?;
+            .unless_quorum_lost(async {
+                self.raft
+                    .client_write(request)
+                    .await
+                    .map_err(NodeError::from_write_error)
+            })
+            .await?;
         let outcome = response.data.outcomes.into_iter().next().ok_or_else(|| {
             NodeError::Unavailable("apply returned no outcome for the command".into())
         })?;
         Ok((outcome, response.log_id.index))
+    }
+
+    /// Waits for `write`, unless this leader loses contact with its quorum first
+    /// (see `check_leader`): then the write is answered UNAVAILABLE at once, so
+    /// the client retries on the new leader instead of waiting out its attempt
+    /// timeout here. The entry may still commit if the partition heals, exactly
+    /// as after a timeout; the client's retry carries the same session seq and
+    /// is applied at most once.
+    async fn unless_quorum_lost<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        let mut metrics = self.raft.metrics();
+        let lost = async {
+            loop {
+                if let Err(e @ NodeError::Unavailable(_)) = self.check_leader() {
+                    return e;
+                }
+                // Metrics change at every tick while leading; a closed channel
+                // means shutdown, where the write resolves by itself.
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            result = write => result,
+            lost = lost => Err(lost),
+        }
     }
 
     /// `Err(NotLeader)` with the leader's address when this node does not lead.
@@ -248,7 +280,8 @@ impl Node {
             let silent_ms = metrics.millis_since_quorum_ack.unwrap_or(0);
             if silent_ms > self.election_timeout_ms_min {
                 return Err(NodeError::Unavailable(format!(
-                    "this leader has heard from no quorum for {silent_ms} ms"
+                    "this leader has heard from no quorum for {silent_ms} ms; \
+                     a write in flight here may or may not commit"
                 )));
             }
             return Ok(());
