@@ -71,15 +71,16 @@ impl PeerTls {
         &self.ca_pem
     }
 
-    /// The peer listener's TLS: our certificate, and client certificates checked
-    /// against the CA. A client without one still completes the handshake so that
-    /// it can be told `UNAUTHENTICATED` (see `require_peer`); one with a certificate
-    /// from another CA fails the handshake.
+    /// The peer listener's TLS: our certificate, and a client certificate signed
+    /// by the CA required. A caller without one, or with one from another CA,
+    /// fails the handshake, so it never gets an HTTP/2 session (or a connection
+    /// slot beyond the handshake timeout) on the peer port; `require_peer` checks
+    /// again per request.
     pub fn server_config(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(true)
+            .client_auth_optional(false)
             .timeout(std::time::Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS))
     }
 
@@ -173,7 +174,8 @@ pub fn create_secret(path: &Path) -> io::Result<()> {
 }
 
 /// The interceptor of the peer listener: a request must come over a connection
-/// whose client certificate the CA signed (the TLS layer has checked the chain).
+/// whose client certificate the CA signed. The TLS layer already refuses others;
+/// this keeps the rule if that configuration ever changes.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
 pub fn require_peer(request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     match request.peer_certs() {
