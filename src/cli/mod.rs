@@ -107,7 +107,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mount(args) => mount::run(client(cli)?, args).await,
         Command::Token(command) => token::run(client(cli)?, command).await,
         Command::Cluster(command) => cluster::run(client(cli)?, command).await,
-        Command::Bench(command) => bench::run(&cli.endpoints, cli.token.as_deref(), command).await,
+        Command::Bench(command) => {
+            // The load generators build their own clients, without TLS.
+            anyhow::ensure!(
+                cli.ca.is_none(),
+                "cairn bench does not speak TLS: run it against listeners without --tls-cert"
+            );
+            bench::run(&cli.endpoints, cli.token.as_deref(), command).await
+        }
         Command::Admin(command) => admin::run(command),
     }
 }
