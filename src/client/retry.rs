@@ -141,7 +141,9 @@ impl Router {
         Ok(InterceptedService::new(channel, self.token.clone()))
     }
 
-    fn pick(&self, target: Target) -> String {
+    /// The node for the next attempt: the known leader, else the next endpoint in
+    /// turn, skipping `avoid` (the node that just failed) when there is another.
+    fn pick(&self, target: Target, avoid: Option<&str>) -> String {
         if target == Target::First {
             return self.endpoints[0].clone();
         }
@@ -156,7 +158,12 @@ impl Router {
             }
         }
         let i = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
-        self.endpoints[i % self.endpoints.len()].clone()
+        let picked = &self.endpoints[i % self.endpoints.len()];
+        if avoid == Some(picked.as_str()) && self.endpoints.len() > 1 {
+            let i = self.next_endpoint.fetch_add(1, Ordering::Relaxed);
+            return self.endpoints[i % self.endpoints.len()].clone();
+        }
+        picked.clone()
     }
 
     fn set_leader(&self, leader: Option<String>) {
@@ -178,6 +185,10 @@ impl Router {
         let deadline = Instant::now() + timeouts.call;
         let mut backoff = Duration::from_millis(CLIENT_BACKOFF_MS_MIN);
         let mut last_error = Error::Unavailable("no attempt made".into());
+        // The node whose last answer was a retryable failure: a leader cut off from
+        // its quorum refuses, while followers that have not yet elected a new one
+        // still name it as leader; following that hint would bounce back to it.
+        let mut failed: Option<String> = None;
         for _ in 0..CLIENT_RETRIES_MAX {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -185,7 +196,7 @@ impl Router {
                     "deadline passed; last error: {last_error}"
                 )));
             }
-            let addr = self.pick(target);
+            let addr = self.pick(target, failed.as_deref());
             let channel = self.channel(&addr)?;
             let limit = remaining.min(timeouts.attempt);
             let error = match tokio::time::timeout(limit, attempt(channel)).await {
@@ -204,10 +215,13 @@ impl Router {
             match &error {
                 Error::NotLeader {
                     leader_addr: Some(leader),
-                } if leader != &addr => {
+                } if leader != &addr && failed.as_deref() != Some(leader.as_str()) => {
                     self.set_leader(Some(leader.clone()));
                 }
                 e if e.is_retryable() => {
+                    if !matches!(e, Error::NotLeader { .. }) {
+                        failed = Some(addr.clone());
+                    }
                     self.set_leader(None);
                     tokio::time::sleep(backoff.min(remaining)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(CLIENT_BACKOFF_MS_MAX));

@@ -94,6 +94,8 @@ pub struct Node {
     pub scrub: Arc<ScrubStats>,
     /// A leader that heard from no quorum for this long refuses writes.
     election_timeout_ms_min: u64,
+    /// True while this node leads but heard from no quorum for that long.
+    quorum_lost: watch::Sender<bool>,
     stop: watch::Sender<bool>,
 }
 
@@ -158,12 +160,14 @@ impl Node {
             peer_tls,
             scrub: Arc::new(ScrubStats::default()),
             election_timeout_ms_min: config.election_timeout_ms_min,
+            quorum_lost: watch::channel(false).0,
             stop,
         });
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
         tokio::spawn(chunk_repair_worker(node.clone()));
+        tokio::spawn(quorum_watch(node.clone(), config.heartbeat_interval_ms));
         let pace = scrub::ScrubPace {
             bytes_per_s: config.scrub_bytes_per_s,
             pass_interval_ms: config.scrub_pass_interval_ms,
@@ -212,7 +216,8 @@ impl Node {
     /// Proposes a client write through the group-commit proposer (leader only).
     pub async fn write(&self, command: ClientCommand) -> Committed {
         self.check_leader()?;
-        self.unless_quorum_lost(self.proposer.propose(command)).await
+        self.unless_quorum_lost(self.proposer.propose(command))
+            .await
     }
 
     /// Proposes one large command as its own entry, bypassing group commit: object
@@ -248,22 +253,18 @@ impl Node {
         &self,
         write: impl std::future::Future<Output = Result<T, NodeError>>,
     ) -> Result<T, NodeError> {
-        let mut metrics = self.raft.metrics();
-        let lost = async {
-            loop {
-                if let Err(e @ NodeError::Unavailable(_)) = self.check_leader() {
-                    return e;
-                }
-                // Metrics change at every tick while leading; a closed channel
-                // means shutdown, where the write resolves by itself.
-                if metrics.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
+        // One watcher per node flips this flag (`quorum_watch`), so a pending write
+        // is woken only when the leader loses its quorum, not at every apply.
+        let mut lost = self.quorum_lost.subscribe();
         tokio::select! {
             result = write => result,
-            lost = lost => Err(lost),
+            Ok(_) = lost.wait_for(|lost| *lost) => Err(match self.check_leader() {
+                Err(e @ NodeError::Unavailable(_)) => e,
+                _ => NodeError::Unavailable(
+                    "this leader lost its quorum; a write in flight here may or may not commit"
+                        .into(),
+                ),
+            }),
         }
     }
 
@@ -613,6 +614,26 @@ async fn chunk_repair_worker(node: Arc<Node>) {
             _ = node.chunks_wanted.notified() => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Keeps `Node::quorum_lost` current: checks once per heartbeat interval whether
+/// this node leads without a quorum (see `check_leader`). Runs until shutdown.
+async fn quorum_watch(node: Arc<Node>, heartbeat_interval_ms: u64) {
+    let mut stop = node.stop.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(heartbeat_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let lost = matches!(node.check_leader(), Err(NodeError::Unavailable(_)));
+        node.quorum_lost.send_if_modified(|flag| {
+            let changed = *flag != lost;
+            *flag = lost;
+            changed
+        });
     }
 }
 
