@@ -351,7 +351,7 @@ fn chunk_files(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
                 .flatten()
         })
         .map(|f| f.path())
-        .filter(|p| p.file_name().map_or(false, |n| n.len() == 64))
+        .filter(|p| p.file_name().is_some_and(|n| n.len() == 64))
         .collect();
     files.sort();
     files
