@@ -269,7 +269,13 @@ impl Wal {
                         },
                     );
                 }
-                next += 1;
+                // A log index never reaches 2^64; a file claiming it does is corrupt.
+                next = next.checked_add(1).ok_or_else(|| {
+                    corrupt(format!(
+                        "{}: the log batch at byte {offset} runs past log index 2^64; refusing to start",
+                        path.display()
+                    ))
+                })?;
             }
             offset = batch.end;
         }
@@ -317,6 +323,9 @@ impl Wal {
         if payloads.iter().any(|p| p.len() > RECORD_BYTES_MAX as usize) {
             return Err(io::Error::other("log record too large"));
         }
+        if first.checked_add(payloads.len() as u64).is_none() {
+            return Err(io::Error::other("append past log index 2^64"));
+        }
         let segment_first = self.segment_for_append(first)?;
         let segment = self
             .segments
@@ -351,7 +360,7 @@ impl Wal {
                 );
             }
             segment.bytes += buffer.len() as u64;
-            next += count as u64;
+            next += count as u64; // checked at the top
             segment.next_index = next;
             rest = tail;
         }

@@ -24,6 +24,8 @@ const TRAILER_MARK: u32 = u32::MAX;
 /// Largest key or value a snapshot record may carry; guards the loader against a
 /// corrupt length prefix asking for gigabytes.
 const RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// What a record read reserves up front; it grows from there as bytes arrive.
+const SNAPSHOT_READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest header.
 const HEADER_BYTES_MAX: u32 = 1024 * 1024;
 
@@ -126,8 +128,19 @@ impl<R: Read> Reader<R> {
                 "snapshot {what} of {len} bytes exceeds {max}"
             )));
         }
-        let mut bytes = vec![0u8; len as usize];
-        self.take(&mut bytes, what)?;
+        // Grows with what the file actually holds: a damaged length claiming 64 MiB
+        // near the end of a small file costs no 64 MiB buffer.
+        let mut bytes = Vec::with_capacity((len as usize).min(SNAPSHOT_READ_CHUNK_BYTES));
+        (&mut self.input)
+            .take(u64::from(len))
+            .read_to_end(&mut bytes)?;
+        if bytes.len() != len as usize {
+            return Err(invalid(format!(
+                "snapshot file ends inside {what} after {} records (no trailer)",
+                self.records
+            )));
+        }
+        self.hasher.update(&bytes);
         Ok(bytes)
     }
 
