@@ -8,6 +8,8 @@
 //! - [`limits`]: every bound, in one place.
 //! - [`chunk_ref`]: a chunk's name (hash and length), shared by every layer.
 //! - [`clock`]: the wall clock the leader stamps on proposals.
+//! - [`codec`]: bincode with explicit bounds for peer payloads and disk records.
+//! - [`peer_tls`]: the peer credential (mutual TLS derived from the cluster secret).
 //! - [`config`]: a node's configuration (TOML + flags) and its validation.
 //! - [`crash_point`]: named crash points for crash-consistency tests (test builds only).
 //! - [`errno`]: the POSIX error numbers of the file system service.
