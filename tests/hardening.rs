@@ -425,7 +425,10 @@ async fn a_chunk_flipped_on_disk_is_never_served_and_is_repaired() {
     let before = cluster.status(victim.id).await.unwrap();
     let after = eventually(WAIT, || async {
         let status = cluster.status(victim.id).await.ok_or("no status")?;
-        if status.scrub_chunks_repaired > before.scrub_chunks_repaired && intact(&cold_chunks[1]) {
+        if status.scrub_chunks_repaired > before.scrub_chunks_repaired
+            && status.scrub_passes > before.scrub_passes
+            && intact(&cold_chunks[1])
+        {
             Ok(status)
         } else {
             Err("not repaired yet")

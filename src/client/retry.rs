@@ -185,9 +185,9 @@ impl Router {
         let deadline = Instant::now() + timeouts.call;
         let mut backoff = Duration::from_millis(CLIENT_BACKOFF_MS_MIN);
         let mut last_error = Error::Unavailable("no attempt made".into());
-        // The node whose last answer was a retryable failure: a leader cut off from
-        // its quorum refuses, while followers that have not yet elected a new one
-        // still name it as leader; following that hint would bounce back to it.
+        // The node whose answer to the previous attempt was a retryable failure: a
+        // leader cut off from its quorum refuses, while followers that have not yet
+        // elected a new one still name it; the next attempt goes elsewhere.
         let mut failed: Option<String> = None;
         for _ in 0..CLIENT_RETRIES_MAX {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -213,15 +213,20 @@ impl Router {
                 )),
             };
             match &error {
+                // A hint back to the node that just failed is skipped once: it may
+                // be a leader cut off from its quorum that followers still name.
+                // Only once, because that node may also be the leader again (it
+                // restarted and won).
                 Error::NotLeader {
                     leader_addr: Some(leader),
                 } if leader != &addr && failed.as_deref() != Some(leader.as_str()) => {
                     self.set_leader(Some(leader.clone()));
                 }
                 e if e.is_retryable() => {
-                    if !matches!(e, Error::NotLeader { .. }) {
-                        failed = Some(addr.clone());
-                    }
+                    failed = match e {
+                        Error::NotLeader { .. } => None,
+                        _ => Some(addr.clone()),
+                    };
                     self.set_leader(None);
                     tokio::time::sleep(backoff.min(remaining)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(CLIENT_BACKOFF_MS_MAX));
