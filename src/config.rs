@@ -74,8 +74,17 @@ pub struct Config {
     /// API tokens accepted besides those created with `cairn token create`. While
     /// there are none of either, the cluster is open (no token needed).
     pub tokens: Vec<String>,
+    /// The workspace id of the REST protocol: clients log in with
+    /// `lep login -c <workspace_id>:<token>`; also the rsync daemon's user.
+    pub workspace_id: String,
+    /// Where this node's rsync daemon (for `lep storage upload --rsync`) listens;
+    /// none: no daemon. Needs root, /dev/fuse and Debian's `rsync`.
+    pub rsync_addr: Option<String>,
     pub limits: Limits,
 }
+
+/// The workspace id when none is configured.
+pub const DEFAULT_WORKSPACE_ID: &str = "cairn";
 
 impl Config {
     /// Where peers reach this node.
@@ -121,6 +130,8 @@ impl Default for Config {
             scrub_bytes_per_s: SCRUB_BYTES_PER_S_DEFAULT,
             scrub_pass_interval_ms: SCRUB_PASS_INTERVAL_MS_DEFAULT,
             tokens: Vec::new(),
+            workspace_id: DEFAULT_WORKSPACE_ID.into(),
+            rsync_addr: None,
             limits: Limits::default(),
         }
     }
@@ -184,6 +195,18 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: give both or neither".into());
+        }
+        let id_ok = !self.workspace_id.is_empty()
+            && self.workspace_id.len() <= 64
+            && self
+                .workspace_id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !id_ok {
+            return Err(format!(
+                "workspace_id ({:?}) must be 1 to 64 of A-Z a-z 0-9 - _",
+                self.workspace_id
+            ));
         }
         let peer_addr = self.peer_addr()?;
         if peer_addr == self.grpc_addr || peer_addr == self.http_addr {

@@ -1,4 +1,4 @@
-//! Presigned URLs (`src/api/auth.rs` `verify`, `sign`; `src/api/gateway.rs`
+//! Presigned URLs (`src/api/auth.rs` `verify`, `sign`; `src/api/service/object.rs`
 //! `object_path`) through the extraction the object routes of
 //! `src/api/http_objects.rs` do: an axum router on the same route
 //! (`/o/{bucket}/{*key}`) with `Path<(String, String)>` and `Query<Presigned>`,
@@ -8,7 +8,7 @@
 //! - 0: `rest` is the request target (path and query) of a `GET`;
 //! - 1: `rest` is the query of `GET /o/private/a/b.txt?<rest>`;
 //! - 2: `[expires u64 LE][now u64 LE][put? u8][bucket_len u8][bucket][key]`: a URL
-//!   presigned as `Gateway::presign` builds one (bucket and key must pass their
+//!   presigned as `ObjectService::presign` builds one (bucket and key must pass their
 //!   validators) must come back through the router with the same bucket and key and
 //!   verify if `now < expires`, else be refused as expired;
 //! - 3: the same URL with one thing changed (the signature, the expiry, the method,
@@ -27,8 +27,8 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use cairn::api::auth::{sign, verify, PresignError};
-use cairn::api::gateway::object_path;
 use cairn::api::http_objects::Presigned;
+use cairn::api::service::object::object_path;
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -130,7 +130,7 @@ pub fn request(method: &str, target: &[u8], now_s: u64) -> Result<Outcome, Strin
         .unwrap_or(Outcome::NoRoute(status.as_u16())))
 }
 
-/// A presigned URL's path and query, as `Gateway::presign` builds it.
+/// A presigned URL's path and query, as `ObjectService::presign` builds it.
 pub fn presigned_target(method: &str, bucket: &str, key: &str, expires: u64) -> String {
     let signature = sign(&SECRET, method, bucket, key, expires);
     format!(

@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::chunk_ref::Hash;
-use crate::raft::{Consistency, Node};
+use crate::raft::{Consistency, Node, Route};
 use crate::state::auth::{self, AuthCommand, AuthResponse};
 use crate::state::{ClientCommand, Command, Response};
 
@@ -122,7 +122,7 @@ pub fn interceptor(
 }
 
 /// The cluster's presigning secret, created through Raft the first time one is needed.
-pub async fn presign_secret(node: &Node) -> Result<[u8; 32], ApiError> {
+pub async fn presign_secret(node: &Node, route: Route) -> Result<[u8; 32], ApiError> {
     if let Some(secret) = auth::presign_secret(node.store.tree()).map_err(ApiError::from)? {
         return Ok(secret);
     }
@@ -132,7 +132,7 @@ pub async fn presign_secret(node: &Node) -> Result<[u8; 32], ApiError> {
             secret: rand::random(),
         }),
     };
-    match node.write(command).await?.0? {
+    match node.submit(command, route, false).await?.0? {
         Response::Auth(AuthResponse::PresignSecret(secret)) => Ok(secret),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }

@@ -25,7 +25,7 @@ use crate::clock::now_ms;
 use crate::limits::{
     CHUNK_BYTES_MAX, NODE_UPLOAD_BYTES_IN_FLIGHT_MAX, UPLOAD_CHUNKS_IN_FLIGHT_MAX,
 };
-use crate::raft::Node;
+use crate::raft::{Node, Route};
 use crate::state::object::ObjectCommand;
 use crate::state::{self, chunks, ClientCommand, Command, Txn};
 
@@ -98,6 +98,7 @@ fn joined(result: Result<Result<(), ApiError>, tokio::task::JoinError>) -> Resul
 /// until the entry is committed.
 async fn propose_chunk(
     node: Arc<Node>,
+    route: Route,
     permit: OwnedSemaphorePermit,
     hash: Hash,
     data: Bytes,
@@ -113,11 +114,7 @@ async fn propose_chunk(
     // large ones travel alone, pipelined.
     let small = data.len() <= CHUNK_GROUP_COMMIT_BYTES_MAX;
     drop(data);
-    let (outcome, _) = if small {
-        node.write(command).await?
-    } else {
-        node.write_alone(command).await?
-    };
+    let (outcome, _) = node.submit(command, route, !small).await?;
     drop(permit);
     outcome?;
     Ok(())
@@ -130,7 +127,7 @@ const CHUNK_GROUP_COMMIT_BYTES_MAX: usize = 256 * 1024;
 const TOUCH_HASHES_MAX: usize = 4096;
 
 /// Restarts the GC grace period of the chunks an upload has staged so far.
-async fn touch(node: &Node, refs: &[ChunkRef]) -> Result<(), ApiError> {
+async fn touch(node: &Node, route: Route, refs: &[ChunkRef]) -> Result<(), ApiError> {
     let hashes: Vec<Hash> = refs.iter().map(|r| r.hash).collect();
     for batch in hashes.chunks(TOUCH_HASHES_MAX) {
         let command = ClientCommand {
@@ -139,7 +136,7 @@ async fn touch(node: &Node, refs: &[ChunkRef]) -> Result<(), ApiError> {
                 hashes: batch.to_vec(),
             }),
         };
-        node.write(command).await?.0?;
+        node.submit(command, route, false).await?.0?;
     }
     Ok(())
 }
@@ -148,7 +145,7 @@ async fn touch(node: &Node, refs: &[ChunkRef]) -> Result<(), ApiError> {
 /// (`field` names it in the error). On any error nothing refers to what was
 /// staged, and GC collects it.
 pub async fn stage<S>(
-    node: &Arc<Node>,
+    (node, route): (&Arc<Node>, Route),
     budget: &Arc<Semaphore>,
     mut body: S,
     (field, size_max): (&str, u64),
@@ -169,7 +166,7 @@ where
     let mut touched_at = Instant::now();
     while !finished {
         if touched_at.elapsed() >= touch_every {
-            touch(node, &refs).await?;
+            touch(node, route, &refs).await?;
             touched_at = Instant::now();
         }
         match body.next().await {
@@ -248,6 +245,7 @@ where
             chunks_sent += 1;
             in_flight.push(tokio::spawn(propose_chunk(
                 node.clone(),
+                route,
                 permit,
                 chunk_ref.hash,
                 chunk,
@@ -258,7 +256,7 @@ where
         joined(result)?;
     }
     if touched_at.elapsed() >= touch_every {
-        touch(node, &refs).await?;
+        touch(node, route, &refs).await?;
     }
     Ok(Staged {
         chunks: refs,
@@ -272,7 +270,7 @@ where
 /// Stages one whole chunk held in memory (a partial-block rewrite), unless the
 /// cluster already holds it.
 pub async fn stage_one(
-    node: &Arc<Node>,
+    (node, route): (&Arc<Node>, Route),
     budget: &Arc<Semaphore>,
     data: Bytes,
 ) -> Result<(ChunkRef, bool), ApiError> {
@@ -285,6 +283,6 @@ pub async fn stage_one(
         .acquire_many_owned(chunk_ref.len)
         .await
         .map_err(|_| ApiError::Internal("upload budget closed".into()))?;
-    propose_chunk(node.clone(), permit, chunk_ref.hash, data).await?;
+    propose_chunk(node.clone(), route, permit, chunk_ref.hash, data).await?;
     Ok((chunk_ref, true))
 }

@@ -5,6 +5,8 @@
 //! and `cairn-leader-addr` when another node leads) from which the SDK rebuilds a
 //! typed error.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -58,8 +60,17 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status of this error (object routes and the REST gateway).
+    /// The HTTP status of this error (object routes and the REST front).
     pub fn http_status(&self) -> u16 {
+        // A body over its limit is 413 and a key (in the URL) over its limit 414,
+        // as HTTP clients and proxies expect; other limits are plain 400s.
+        if let ApiError::State(state::Error::LimitExceeded { field, .. }) = self {
+            return match field.as_str() {
+                "key" => 414,
+                "value" | "message" | "messages" | "body" | "object" | "file" => 413,
+                _ => 400,
+            };
+        }
         match self.grpc_code() {
             Code::NotFound => 404,
             Code::AlreadyExists => 409,
@@ -172,5 +183,18 @@ fn insert(metadata: &mut tonic::metadata::MetadataMap, key: &'static str, value:
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         e.into_status()
+    }
+}
+
+/// HTTP: the status of [`ApiError::http_status`] and the JSON body of
+/// [`ApiError::http_body`] (`{"code", "message"}`, plus field and limit).
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "http request failed");
+        }
+        (status, axum::Json(self.http_body())).into_response()
     }
 }

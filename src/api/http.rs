@@ -1,5 +1,6 @@
-//! The HTTP side of a node: health, status as JSON, a small dashboard page, and
-//! objects (`http_objects`).
+//! The HTTP side of a node: health, status as JSON, a small dashboard page,
+//! objects (`http_objects`). Every route here that writes is served by any node:
+//! it gets the services on `Route::Forward`.
 
 use std::sync::Arc;
 
@@ -9,18 +10,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::gateway::Gateway;
 use super::grpc::convert::node_status;
 use super::http_objects;
-use crate::raft::Node;
+use super::service::Services;
+use crate::raft::{Node, Route};
 
-pub fn router(gateway: Gateway) -> Router {
+pub fn router(services: Services) -> Router {
+    let services = services.with_route(Route::Forward);
     let status_routes = Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/status", get(status))
-        .with_state(gateway.node.clone());
-    status_routes.merge(http_objects::routes().with_state(gateway))
+        .with_state(services.node.clone());
+    status_routes.merge(http_objects::routes().with_state(services))
 }
 
 async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {

@@ -3,9 +3,11 @@
 //! Who may: objects in public buckets are readable by anyone; anything else needs
 //! `Authorization: Bearer <token>` or a presigned URL (`?expires=&signature=`, see
 //! `auth`) for that method, bucket and key. Missing or unknown token → 401; a
-//! presigned URL that is expired or altered → 403; no such object → 404. A `PUT`
-//! reaching a follower is redirected (307) to the leader with its query intact.
-//! Reads support one `Range: bytes=` range and `If-None-Match`.
+//! presigned URL that is expired or altered → 403; no such object → 404. Any
+//! node takes a `PUT` or `DELETE`: a follower forwards the writes to the leader
+//! (the router hands these routes services on `Route::Forward`), so presigned
+//! URLs work unchanged with HTTP clients that follow no redirects. Reads support
+//! one `Range: bytes=` range and `If-None-Match`.
 
 use std::collections::BTreeMap;
 
@@ -20,16 +22,15 @@ use serde::Deserialize;
 
 use super::auth::{self, bearer, PresignError};
 use super::error::ApiError;
-use super::gateway::Gateway;
-use super::objects::{self, ByteRange, PutHeader};
+use super::service::object::{ByteRange, PutHeader};
+use super::service::Services;
 use crate::raft::{Consistency, NodeError};
-use crate::state::object::{self, ObjectRecord};
-use crate::state::{self, Txn};
+use crate::state::object::ObjectRecord;
 
 /// Header prefix of user metadata, as S3's `x-amz-meta-`.
 const META_HEADER_PREFIX: &str = "x-cairn-meta-";
 
-pub fn routes() -> Router<Gateway> {
+pub fn routes() -> Router<Services> {
     Router::new().route(
         "/o/{bucket}/{*key}",
         get(get_object)
@@ -45,18 +46,7 @@ pub struct Presigned {
     signature: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "http request failed");
-        }
-        (status, axum::Json(self.http_body())).into_response()
-    }
-}
-
-fn token(headers: &HeaderMap) -> Option<&str> {
+pub fn token(headers: &HeaderMap) -> Option<&str> {
     bearer(
         headers
             .get(header::AUTHORIZATION)
@@ -65,20 +55,23 @@ fn token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Allows `method` on `bucket/key` by presigned URL, public bucket (reads only) or token.
-async fn authorize(
-    gateway: &Gateway,
+pub async fn authorize(
+    services: &Services,
     method: &str,
     (bucket, key): (&str, &str),
     presigned: &Presigned,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     if let (Some(expires_s), Some(signature)) = (presigned.expires, &presigned.signature) {
-        let secret = match auth::presign_secret_if_any(&gateway.node)? {
+        let secret = match auth::presign_secret_if_any(&services.node)? {
             Some(secret) => secret,
             None => {
                 // A follower may not have applied the secret the leader just created.
-                gateway.node.read_barrier(Consistency::Linearizable).await?;
-                auth::presign_secret_if_any(&gateway.node)?.ok_or_else(|| {
+                services
+                    .node
+                    .read_barrier(Consistency::Linearizable)
+                    .await?;
+                auth::presign_secret_if_any(&services.node)?.ok_or_else(|| {
                     ApiError::PermissionDenied("no presigned URL was ever issued".into())
                 })?
             }
@@ -92,13 +85,10 @@ async fn authorize(
             },
         );
     }
-    if method == "GET" {
-        let txn = Txn::new(gateway.node.store.tree());
-        if object::existing_bucket(&txn, bucket)??.public {
-            return Ok(());
-        }
+    if method == "GET" && services.object.bucket(bucket)?.public {
+        return Ok(());
     }
-    gateway.auth.check_required_fresh(token(headers)).await
+    services.auth.check_required_fresh(token(headers)).await
 }
 
 /// A `Range` that starts at or beyond the end of the object (416).
@@ -167,15 +157,17 @@ fn object_headers(record: &ObjectRecord) -> HeaderMap {
 }
 
 async fn read_object(
-    gateway: Gateway,
+    services: Services,
     method: Method,
     (bucket, key): (String, String),
     presigned: Presigned,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&gateway, "GET", (&bucket, &key), &presigned, &headers).await?;
-    let node = &gateway.node;
-    let (record, _) = objects::head(node, &bucket, &key, Consistency::Linearizable).await?;
+    authorize(&services, "GET", (&bucket, &key), &presigned, &headers).await?;
+    let objects = &services.object;
+    let (record, _) = objects
+        .head(&bucket, &key, Consistency::Linearizable)
+        .await?;
     let mut response_headers = object_headers(&record);
     let etag = quoted_etag(&record);
     if headers
@@ -214,69 +206,37 @@ async fn read_object(
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
     }
-    objects::check_chunks_here(node, &record)?;
-    let body = Body::from_stream(objects::read(node.clone(), &record, range));
+    objects.check_chunks_here(&record)?;
+    let body = Body::from_stream(objects.read(&record, range));
     Ok((status, response_headers, body).into_response())
 }
 
 async fn get_object(
-    State(gateway): State<Gateway>,
+    State(services): State<Services>,
     Path(path): Path<(String, String)>,
     Query(presigned): Query<Presigned>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_object(gateway, Method::GET, path, presigned, headers).await
+    read_object(services, Method::GET, path, presigned, headers).await
 }
 
 async fn head_object(
-    State(gateway): State<Gateway>,
+    State(services): State<Services>,
     Path(path): Path<(String, String)>,
     Query(presigned): Query<Presigned>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_object(gateway, Method::HEAD, path, presigned, headers).await
-}
-
-/// A 307 to the same path and query on the leader, or the `NotLeader` error.
-fn redirect_to_leader(
-    error: ApiError,
-    request_uri: &axum::http::Uri,
-) -> Result<Response, ApiError> {
-    if let ApiError::Node(NodeError::NotLeader {
-        leader: Some(leader),
-        ..
-    }) = &error
-    {
-        let target = format!(
-            "http://{}{}",
-            leader.http_addr,
-            request_uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
-        if let Ok(location) = HeaderValue::from_str(&target) {
-            return Ok((
-                StatusCode::TEMPORARY_REDIRECT,
-                [(header::LOCATION, location)],
-            )
-                .into_response());
-        }
-    }
-    Err(error)
+    read_object(services, Method::HEAD, path, presigned, headers).await
 }
 
 async fn put_object(
-    State(gateway): State<Gateway>,
+    State(services): State<Services>,
     Path((bucket, key)): Path<(String, String)>,
     Query(presigned): Query<Presigned>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
-    authorize(&gateway, "PUT", (&bucket, &key), &presigned, &headers).await?;
-    if let Err(e) = gateway.node.check_leader() {
-        return redirect_to_leader(e.into(), request.uri());
-    }
+    authorize(&services, "PUT", (&bucket, &key), &presigned, &headers).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -301,7 +261,7 @@ async fn put_object(
     let body = Box::pin(super::http_serve::body_stream(request.into_body())).map(|piece| {
         piece.map_err(|e| ApiError::Node(NodeError::Unavailable(format!("request body: {e}"))))
     });
-    let stored = objects::put(&gateway.node, &gateway.uploads, header, body).await?;
+    let stored = services.object.put(header, body).await?;
     let etag = format!("\"{}\"", stored.etag);
     let body = serde_json::json!({
         "etag": stored.etag, "size": stored.size, "version": stored.version,
@@ -310,23 +270,13 @@ async fn put_object(
 }
 
 async fn delete_object(
-    State(gateway): State<Gateway>,
+    State(services): State<Services>,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    gateway.auth.check_required_fresh(token(&headers)).await?;
-    let command = state::ClientCommand {
-        session: None,
-        command: state::Command::Object(object::ObjectCommand::Delete { bucket, key }),
-    };
-    match gateway.node.write(command).await {
-        Ok((outcome, _)) => {
-            outcome?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        Err(e) => redirect_to_leader(e.into(), &uri),
-    }
+    services.auth.check_required_fresh(token(&headers)).await?;
+    services.object.delete(None, bucket, key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]

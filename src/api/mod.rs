@@ -1,20 +1,21 @@
-//! The client-facing surface of a node: gRPC services, HTTP routes, error mapping.
+//! The client-facing surface of a node: the transport-neutral services
+//! (`service`), and the fronts over them — gRPC (`grpc`), the HTTP routes
+//! (`http`, `http_objects`) and the platform REST protocol (`rest`).
 //!
-//! Handlers parse and validate requests into domain commands, call `raft::Node`,
-//! and encode the result; `error` is the one place errors become statuses.
+//! Handlers parse requests, call a service and encode the result; `error` is
+//! the one place errors become gRPC statuses and HTTP responses.
 
 pub mod admission;
 pub mod auth;
 pub mod chunk_read;
 pub mod chunk_upload;
 pub mod error;
-pub mod fs;
-pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod http_objects;
 pub mod http_serve;
-pub mod objects;
+pub mod rest;
+pub mod service;
 pub mod tls;
 
 use std::future::Future;
@@ -24,7 +25,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Server, ServerTlsConfig};
 use tower::limit::ConcurrencyLimitLayer;
 
-pub use gateway::Gateway;
+pub use service::Services;
 
 use crate::limits::{
     CLIENT_CONNECTIONS_MAX, CONNECTION_FIRST_BYTE_TIMEOUT_MS, GRPC_CONNECTION_WINDOW_BYTES,
@@ -85,24 +86,18 @@ pub struct ListenerSecurity {
 /// on the peer listener, behind the peer certificate (`peer_tls::require_peer`),
 /// and answers `UNAUTHENTICATED` to anyone calling it on the client listener.
 pub async fn serve(
-    gateway: Gateway,
+    services: Services,
+    rest: rest::Rest,
     listeners: Listeners,
     security: ListenerSecurity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let node = gateway.node.clone();
-    let check = auth::interceptor(gateway.auth.clone());
+    let node = services.node.clone();
+    let check = auth::interceptor(services.auth.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let first_byte = Duration::from_millis(CONNECTION_FIRST_BYTE_TIMEOUT_MS);
 
-    let peer_service = || {
-        PeerService::new(
-            node.raft.clone(),
-            node.reads.clone(),
-            node.chunks.clone(),
-            node.addr.clone(),
-        )
-    };
+    let peer_service = || PeerService::new(node.clone());
     let peer = peer_service();
     let peer_grpc = grpc_builder()
         .tls_config(security.peer)?
@@ -121,23 +116,23 @@ pub async fn serve(
             peer_tls::refuse_on_client_port,
         ))
         .add_service(InterceptedService::new(
-            bounded!(KvServer::new(grpc::kv::KvService::new(node.clone()))),
+            bounded!(KvServer::new(grpc::kv::KvGrpc::new(services.kv.clone()))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            bounded!(QueueServer::new(grpc::queue::QueueService::new(
-                node.clone()
+            bounded!(QueueServer::new(grpc::queue::QueueGrpc::new(
+                services.queue.clone()
             ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            bounded!(ObjectServer::new(grpc::object::ObjectService::new(
-                gateway.clone()
+            bounded!(ObjectServer::new(grpc::object::ObjectGrpc::new(
+                services.object.clone()
             ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
-            bounded!(FsServer::new(grpc::fs::FsService::new(gateway.fs.clone()))),
+            bounded!(FsServer::new(grpc::fs::FsGrpc::new(services.fs.clone()))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(
@@ -165,7 +160,7 @@ pub async fn serve(
     );
     let http_task = http_serve::serve(
         listeners.http,
-        http::router(gateway),
+        http::router(services).merge(rest::router(rest)),
         security.client.as_ref().map(tls::ListenerTls::http),
         stop_rx,
     );

@@ -77,6 +77,13 @@ pub struct ServerArgs {
     /// Base of the object URLs this node hands out (default http://<http-addr>).
     #[arg(long)]
     public_url: Option<String>,
+    /// Workspace id of the REST protocol (`lep login -c ID:TOKEN`; default cairn).
+    #[arg(long, env = "CAIRN_WORKSPACE_ID")]
+    workspace_id: Option<String>,
+    /// Run an rsync daemon on HOST:PORT for `lep storage upload --rsync` (over a
+    /// FUSE mount of the `default` file system; needs root and rsync).
+    #[arg(long)]
+    rsync_addr: Option<String>,
     /// Test double for the chaos suite: serve linearizable reads from local state
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true)]
@@ -128,6 +135,12 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.public_url {
         config.public_url = Some(v.clone());
+    }
+    if let Some(v) = &args.workspace_id {
+        config.workspace_id = v.clone();
+    }
+    if let Some(v) = &args.rsync_addr {
+        config.rsync_addr = Some(v.clone());
     }
     if let Some(v) = &args.peers {
         config.peers = parse_peers(v).map_err(anyhow::Error::msg)?;
@@ -270,14 +283,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         peer: peer.server_config(),
         client: client_tls,
     };
-    let served = crate::api::serve(
-        crate::api::Gateway::new(node.clone(), &config),
-        listeners,
-        security,
-        async move {
-            let _ = serve_stop.changed().await;
-        },
-    );
+    let services = crate::api::Services::new(node.clone(), &config);
+    let rest = crate::api::rest::Rest::new(&services, &config.workspace_id, None);
+    let served = crate::api::serve(services, rest, listeners, security, async move {
+        let _ = serve_stop.changed().await;
+    });
     // After the signal, in-flight requests get a bounded grace period.
     let mut grace_start = signalled;
     let grace = async move {

@@ -5,7 +5,7 @@
 use super::read_index::ReadIndexError;
 use super::types::{NodeAddr, NodeId};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum NodeError {
     #[error("not the leader (leader: {})", leader_id.map_or("unknown".to_string(), |id| format!("node {id}")))]
     NotLeader {

@@ -3,10 +3,12 @@
 //! `types` declares the type config; `log_store` and `sm_adapter` are the storage
 //! half (`snapshot_floor` bounds how far the log may be purged); `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
-//! starts and stops it all; `chunk_fetch` copies object chunks a node lacks. The API layer talks to `node` only.
+//! starts and stops it all; `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
+//! a node that does not lead to the leader. The API layer talks to `node` only.
 
 pub mod chunk_fetch;
 pub mod error;
+pub mod forward;
 pub mod log_store;
 pub mod node;
 pub mod peer_client;
@@ -20,4 +22,5 @@ pub mod types;
 pub mod wal;
 
 pub use error::NodeError;
+pub use forward::Route;
 pub use node::{Consistency, MemberInfo, Node};

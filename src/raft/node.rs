@@ -17,6 +17,7 @@ use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::chunk_fetch;
 use super::error::NodeError;
+use super::forward::{self, Forwarded, Route};
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
 use super::proposer::{Committed, Proposer};
@@ -241,6 +242,117 @@ impl Node {
             NodeError::Unavailable("apply returned no outcome for the command".into())
         })?;
         Ok((outcome, response.log_id.index))
+    }
+
+    /// Proposes a client write on the route the caller serves: on the leader as
+    /// `write` / `write_alone` (`alone` for large chunks); elsewhere either
+    /// `NotLeader` (`Route::Leader`) or a forward to the leader (`Route::Forward`).
+    pub async fn submit(&self, command: ClientCommand, route: Route, alone: bool) -> Committed {
+        if route == Route::Leader {
+            return if alone {
+                self.write_alone(command).await
+            } else {
+                self.write(command).await
+            };
+        }
+        let forwarded = Forwarded { command, alone };
+        let mut payload = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let leader = match self.check_leader() {
+                Ok(()) => {
+                    let Forwarded { command, alone } = forwarded;
+                    return if alone {
+                        self.write_alone(command).await
+                    } else {
+                        self.write(command).await
+                    };
+                }
+                Err(NodeError::NotLeader {
+                    leader: Some(leader),
+                    ..
+                }) => leader,
+                Err(NodeError::NotLeader { leader: None, .. }) => {
+                    self.wait_for_leader().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let data = match &payload {
+                Some(data) => bytes::Bytes::clone(data),
+                None => {
+                    let data =
+                        bytes::Bytes::from(bincode::serialize(&forwarded).map_err(|e| {
+                            NodeError::Unavailable(format!("encoding a forward: {e}"))
+                        })?);
+                    payload = Some(data.clone());
+                    data
+                }
+            };
+            match self.forward_once(&leader.peer_addr, data).await {
+                Err(e) if forward::retryable(&e) && attempt < forward::FORWARD_ATTEMPTS_MAX => {
+                    // The node we reached does not lead (any more): wait until this
+                    // node learns of a leader other than the one that refused.
+                    self.wait_for_leader_change(&leader.peer_addr).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// `Ok` where this node may write on `route`: the leader, or any node when
+    /// writes are forwarded.
+    pub fn check_route(&self, route: Route) -> Result<(), NodeError> {
+        match route {
+            Route::Leader => self.check_leader(),
+            Route::Forward => Ok(()),
+        }
+    }
+
+    async fn forward_once(&self, leader_peer_addr: &str, data: bytes::Bytes) -> Committed {
+        let mut client = self.peer_client(leader_peer_addr).await?;
+        let call = client.propose(RaftPayload { data });
+        let reply = tokio::time::timeout(forward::timeout(), call)
+            .await
+            .map_err(|_| {
+                NodeError::Timeout("the leader did not answer a forwarded write in time".into())
+            })?
+            .map_err(|s| {
+                NodeError::Unavailable(format!("forward to the leader: {}", s.message()))
+            })?;
+        forward::decode_reply(&reply.into_inner().data)
+    }
+
+    /// Waits (bounded) until some node is known to lead.
+    async fn wait_for_leader(&self) -> Result<(), NodeError> {
+        self.wait_for_leader_change("").await
+    }
+
+    /// Waits (bounded) until this node leads or knows a leader whose peer address
+    /// is not `refused`.
+    async fn wait_for_leader_change(&self, refused: &str) -> Result<(), NodeError> {
+        let mut metrics = self.raft.metrics();
+        let wait = Duration::from_millis(forward::LEADER_WAIT_MS_MAX);
+        let changed = tokio::time::timeout(wait, async {
+            loop {
+                let known = {
+                    let m = metrics.borrow_and_update();
+                    m.current_leader.is_some_and(|id| {
+                        id == self.id
+                            || m.membership_config
+                                .membership()
+                                .get_node(&id)
+                                .is_some_and(|addr| addr.peer_addr != refused)
+                    })
+                };
+                if known || metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        changed.map_err(|_| NodeError::Unavailable("no leader is known; retry".into()))
     }
 
     /// Waits for `write`, unless this leader loses contact with its quorum first

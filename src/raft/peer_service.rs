@@ -1,11 +1,16 @@
 //! Inbound Raft RPCs from peers: decode, hand to openraft, encode the result.
 //!
-//! Also answers `ReadIndex` for followers serving linearizable reads and
-//! `FetchChunk` for nodes copying object chunks they lack. Only cairn
-//! nodes call this service.
+//! Also answers `ReadIndex` for followers serving linearizable reads,
+//! `FetchChunk` for nodes copying object chunks they lack and `Propose` for
+//! writes forwarded by nodes that do not lead (`forward`). Only cairn nodes
+//! call this service.
+
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::forward::Forwarded;
+use super::node::Node;
 use super::read_index::ReadIndexBatcher;
 use super::types::{Hello, NodeAddr, Raft};
 use crate::chunkstore::ChunkStore;
@@ -18,15 +23,17 @@ pub struct PeerService {
     reads: ReadIndexBatcher,
     chunks: ChunkStore,
     addr: NodeAddr,
+    node: Arc<Node>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, reads: ReadIndexBatcher, chunks: ChunkStore, addr: NodeAddr) -> Self {
+    pub fn new(node: Arc<Node>) -> Self {
         PeerService {
-            raft,
-            reads,
-            chunks,
-            addr,
+            raft: node.raft.clone(),
+            reads: node.reads.clone(),
+            chunks: node.chunks.clone(),
+            addr: node.addr.clone(),
+            node,
         }
     }
 }
@@ -106,5 +113,20 @@ impl RaftPeer for PeerService {
             initialized,
             addr: self.addr.clone(),
         })
+    }
+
+    async fn propose(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let Forwarded { command, alone } = decode(request)?;
+        // Never forwarded again from here: a node that does not lead refuses, and
+        // the sender looks for the new leader itself.
+        let result = if alone {
+            self.node.write_alone(command).await
+        } else {
+            self.node.write(command).await
+        };
+        encode(&result)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::proto::v1;
 use crate::raft::{Consistency, MemberInfo, Node};
-use crate::state::{kv::KvResponse, Outcome, Response, SessionTag};
+use crate::state::SessionTag;
 
 use super::super::error::ApiError;
 
@@ -25,22 +25,6 @@ pub fn consistency(value: i32) -> Result<Consistency, ApiError> {
         )
         .into()),
     }
-}
-
-pub fn write_reply(outcome: Outcome, log_index: u64) -> Result<v1::WriteReply, ApiError> {
-    let mut reply = v1::WriteReply {
-        log_index,
-        ..Default::default()
-    };
-    match outcome? {
-        Response::Kv(KvResponse::Created) => {}
-        Response::Kv(KvResponse::Put { version }) => reply.version = version,
-        Response::Kv(KvResponse::Deleted { existed }) => reply.existed = existed,
-        other => {
-            return Err(ApiError::Internal(format!("a KV write returned {other:?}")));
-        }
-    }
-    Ok(reply)
 }
 
 pub fn member(info: &MemberInfo) -> v1::Member {

@@ -1,5 +1,5 @@
 //! The `cairn.v1.Fs` gRPC service: decodes requests into the transport-neutral
-//! calls of `api::fs` and encodes their answers. No file system logic lives here.
+//! calls of `api::service::fs` and encodes their answers. No file system logic lives here.
 
 use std::pin::Pin;
 
@@ -9,21 +9,21 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::api::chunk_upload::Piece;
 use crate::api::error::ApiError;
-use crate::api::fs::content::UploadHeader;
-use crate::api::fs::{FsApi, Place, RemoveMode, Target};
+use crate::api::service::fs::content::UploadHeader;
+use crate::api::service::fs::{FsApi, Place, RemoveMode, Target};
 use crate::chunk_ref::ChunkRef;
 use crate::proto::v1::{self, fs_server::Fs};
 use crate::raft::NodeError;
 use crate::state::fs::{Entry, FsRecord, Kind, Owner, SetAttr, TimeSet, XattrMode};
 use crate::state::Error;
 
-pub struct FsService {
+pub struct FsGrpc {
     api: FsApi,
 }
 
-impl FsService {
+impl FsGrpc {
     pub fn new(api: FsApi) -> Self {
-        FsService { api }
+        FsGrpc { api }
     }
 }
 
@@ -115,7 +115,7 @@ type Reply<T> = Result<Response<T>, Status>;
 type DownloadStream = Pin<Box<dyn Stream<Item = Result<v1::DownloadReply, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Fs for FsService {
+impl Fs for FsGrpc {
     async fn create_fs(&self, request: Request<v1::CreateFsRequest>) -> Reply<v1::FsWriteReply> {
         let r = request.into_inner();
         let i = self

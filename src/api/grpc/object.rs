@@ -1,5 +1,5 @@
-//! The `cairn.v1.Object` gRPC service: buckets, streamed puts and gets, listings
-//! and presigned URLs. The byte pipelines live in `api::objects`.
+//! The `cairn.v1.Object` gRPC service: converts messages to and from the object
+//! service (`api::service::object`), which does the work.
 
 use std::pin::Pin;
 
@@ -9,32 +9,19 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use crate::api::error::ApiError;
-use crate::api::gateway::Gateway;
-use crate::api::objects::{self, ByteRange, PutHeader};
+use crate::api::service::object::{
+    ByteRange, ListRequest, ObjectService, ObjectWritten, PutHeader,
+};
 use crate::proto::v1::{self, object_server::Object};
-use crate::state::object::{self, ObjectCommand, ObjectRecord, ObjectResponse};
-use crate::state::{ClientCommand, Command, Response as StateResponse, SessionTag, Txn};
+use crate::state::object::ObjectRecord;
 
-pub struct ObjectService {
-    gateway: Gateway,
+pub struct ObjectGrpc {
+    objects: ObjectService,
 }
 
-impl ObjectService {
-    pub fn new(gateway: Gateway) -> Self {
-        ObjectService { gateway }
-    }
-
-    async fn write(
-        &self,
-        session: Option<SessionTag>,
-        command: ObjectCommand,
-    ) -> Result<(StateResponse, u64), ApiError> {
-        let command = ClientCommand {
-            session,
-            command: Command::Object(command),
-        };
-        let (outcome, log_index) = self.gateway.node.write(command).await?;
-        Ok((outcome?, log_index))
+impl ObjectGrpc {
+    pub fn new(objects: ObjectService) -> Self {
+        ObjectGrpc { objects }
     }
 }
 
@@ -51,54 +38,38 @@ pub fn object_info(key: &str, record: &ObjectRecord, applied_index: u64) -> v1::
     }
 }
 
-fn stored_reply(response: StateResponse, log_index: u64) -> Result<v1::PutObjectReply, ApiError> {
-    match response {
-        StateResponse::Object(ObjectResponse::Stored { version, etag }) => Ok(v1::PutObjectReply {
-            version,
-            etag,
-            log_index,
-            ..Default::default()
-        }),
-        other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
-    }
-}
-
-fn done_reply(response: StateResponse, log_index: u64) -> v1::WriteReply {
-    let existed = matches!(
-        response,
-        StateResponse::Object(ObjectResponse::Deleted { existed: true })
-    );
-    v1::WriteReply {
+fn written(w: ObjectWritten) -> Response<v1::WriteReply> {
+    Response::new(v1::WriteReply {
         version: 0,
-        existed,
-        log_index,
-    }
+        existed: w.existed,
+        log_index: w.log_index,
+    })
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 type GetStream = Pin<Box<dyn Stream<Item = Result<v1::GetObjectReply, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Object for ObjectService {
+impl Object for ObjectGrpc {
     async fn create_bucket(
         &self,
         request: Request<v1::CreateBucketRequest>,
     ) -> Reply<v1::WriteReply> {
         let r = request.into_inner();
-        object::validate_bucket_name(&r.name).map_err(ApiError::from)?;
-        let command = ObjectCommand::CreateBucket {
-            name: r.name,
-            public: r.public,
-        };
-        let (response, log_index) = self.write(convert::session(r.session), command).await?;
-        Ok(Response::new(done_reply(response, log_index)))
+        let done = self
+            .objects
+            .create_bucket(convert::session(r.session), r.name, r.public)
+            .await?;
+        Ok(written(done))
     }
 
     async fn delete_bucket(&self, request: Request<v1::BucketRequest>) -> Reply<v1::WriteReply> {
         let r = request.into_inner();
-        let command = ObjectCommand::DeleteBucket { name: r.name };
-        let (response, log_index) = self.write(convert::session(r.session), command).await?;
-        Ok(Response::new(done_reply(response, log_index)))
+        let done = self
+            .objects
+            .delete_bucket(convert::session(r.session), r.name)
+            .await?;
+        Ok(written(done))
     }
 
     async fn list_buckets(
@@ -106,13 +77,8 @@ impl Object for ObjectService {
         request: Request<v1::ListBucketsRequest>,
     ) -> Reply<v1::ListBucketsReply> {
         let consistency = convert::consistency(request.into_inner().consistency)?;
-        let node = &self.gateway.node;
-        let applied_index = node
-            .read_barrier(consistency)
-            .await
-            .map_err(ApiError::from)?;
-        let buckets = object::list_buckets(node.store.tree())
-            .map_err(ApiError::from)?
+        let (buckets, applied_index) = self.objects.list_buckets(consistency).await?;
+        let buckets = buckets
             .into_iter()
             .map(|(name, b)| v1::BucketInfo {
                 name,
@@ -164,8 +130,7 @@ impl Object for ObjectService {
                 format!("upload stream broke: {}", status.message()),
             ))),
         });
-        let gateway = &self.gateway;
-        let stored = objects::put(&gateway.node, &gateway.uploads, header, body).await?;
+        let stored = self.objects.put(header, body).await?;
         Ok(Response::new(v1::PutObjectReply {
             version: stored.version,
             etag: stored.etag,
@@ -181,8 +146,7 @@ impl Object for ObjectService {
     async fn get(&self, request: Request<v1::GetObjectRequest>) -> Reply<GetStream> {
         let r = request.into_inner();
         let consistency = convert::consistency(r.consistency)?;
-        let node = &self.gateway.node;
-        let (record, applied_index) = objects::head(node, &r.bucket, &r.key, consistency).await?;
+        let (record, applied_index) = self.objects.head(&r.bucket, &r.key, consistency).await?;
         if r.offset > record.size {
             let what = "offset";
             return Err(ApiError::from(crate::state::Error::limit(
@@ -209,8 +173,8 @@ impl Object for ObjectService {
                 applied_index,
             ))),
         };
-        objects::check_chunks_here(node, &record)?;
-        let data = objects::read(node.clone(), &record, range).map(|piece| match piece {
+        self.objects.check_chunks_here(&record)?;
+        let data = self.objects.read(&record, range).map(|piece| match piece {
             Ok(data) => Ok(v1::GetObjectReply {
                 part: Some(v1::get_object_reply::Part::Data(data)),
             }),
@@ -225,55 +189,48 @@ impl Object for ObjectService {
     async fn head(&self, request: Request<v1::HeadObjectRequest>) -> Reply<v1::ObjectInfo> {
         let r = request.into_inner();
         let consistency = convert::consistency(r.consistency)?;
-        let (record, applied_index) =
-            objects::head(&self.gateway.node, &r.bucket, &r.key, consistency).await?;
+        let (record, applied_index) = self.objects.head(&r.bucket, &r.key, consistency).await?;
         Ok(Response::new(object_info(&r.key, &record, applied_index)))
     }
 
     async fn delete(&self, request: Request<v1::DeleteObjectRequest>) -> Reply<v1::WriteReply> {
         let r = request.into_inner();
-        let command = ObjectCommand::Delete {
-            bucket: r.bucket,
-            key: r.key,
-        };
-        let (response, log_index) = self.write(convert::session(r.session), command).await?;
-        Ok(Response::new(done_reply(response, log_index)))
+        let done = self
+            .objects
+            .delete(convert::session(r.session), r.bucket, r.key)
+            .await?;
+        Ok(written(done))
     }
 
     async fn copy(&self, request: Request<v1::CopyObjectRequest>) -> Reply<v1::PutObjectReply> {
         let r = request.into_inner();
-        let command = ObjectCommand::Copy {
-            from_bucket: r.from_bucket,
-            from_key: r.from_key,
-            to_bucket: r.to_bucket,
-            to_key: r.to_key,
-        };
-        let (response, log_index) = self.write(convert::session(r.session), command).await?;
-        Ok(Response::new(stored_reply(response, log_index)?))
+        let (etag, version, log_index) = self
+            .objects
+            .copy(
+                convert::session(r.session),
+                (r.from_bucket, r.from_key),
+                (r.to_bucket, r.to_key),
+            )
+            .await?;
+        Ok(Response::new(v1::PutObjectReply {
+            version,
+            etag,
+            log_index,
+            ..Default::default()
+        }))
     }
 
     async fn list(&self, request: Request<v1::ListObjectsRequest>) -> Reply<v1::ListObjectsReply> {
         let r = request.into_inner();
         let consistency = convert::consistency(r.consistency)?;
-        let node = &self.gateway.node;
-        let applied_index = node
-            .read_barrier(consistency)
-            .await
-            .map_err(ApiError::from)?;
-        let bucket = object::existing_bucket(&Txn::new(node.store.tree()), &r.bucket)
-            .map_err(ApiError::from)?
-            .map_err(ApiError::from)?;
-        let query = object::ListQuery {
-            prefix: &r.prefix,
-            delimiter: &r.delimiter,
-            after: &r.continuation_token,
-            limit: if r.limit == 0 {
-                crate::limits::OBJECT_LIST_PAGE_MAX
-            } else {
-                r.limit
-            },
+        let query = ListRequest {
+            bucket: r.bucket,
+            prefix: r.prefix,
+            delimiter: r.delimiter,
+            after: r.continuation_token,
+            limit: r.limit,
         };
-        let listing = object::list(node.store.tree(), bucket.id, &query).map_err(ApiError::from)?;
+        let (listing, applied_index) = self.objects.list(&query, consistency).await?;
         Ok(Response::new(v1::ListObjectsReply {
             objects: listing
                 .objects
@@ -294,7 +251,7 @@ impl Object for ObjectService {
             r.method.as_str()
         };
         let (url, expires_at_s) = self
-            .gateway
+            .objects
             .presign(method, &r.bucket, &r.key, r.expires_s)
             .await?;
         Ok(Response::new(v1::PresignReply { url, expires_at_s }))

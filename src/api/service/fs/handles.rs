@@ -225,7 +225,7 @@ impl FsApi {
                 state::Error::limit("chunks", FS_CHUNK_QUERY_MAX as u64, n, "chunks").into(),
             );
         }
-        self.node.check_leader()?;
+        self.node.check_route(self.route)?;
         Ok(chunks
             .iter()
             .enumerate()

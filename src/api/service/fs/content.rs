@@ -54,7 +54,7 @@ impl FsApi {
         if is_local(&header.fs) {
             return self.local.upload(&header, body).await;
         }
-        self.node.check_leader()?;
+        self.node.check_route(self.route)?;
         let at = parse_place(&super::Place::Path(header.path.clone()))?;
         crate::state::fs::read::open(&self.txn(), &header.fs)?;
         let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -66,7 +66,7 @@ impl FsApi {
             piece
         });
         let staged = chunk_upload::stage(
-            &self.node,
+            (&self.node, self.route),
             &self.uploads,
             body,
             ("file", FS_FILE_BYTES_MAX),
@@ -141,7 +141,7 @@ impl FsApi {
         if is_local(fs) {
             return self.local.write(target, offset, &data);
         }
-        self.node.check_leader()?;
+        self.node.check_route(self.route)?;
         let at = parse_target(target)?;
         for _ in 0..FS_WRITE_RETRIES_MAX {
             let (ino, inode) = {
@@ -195,7 +195,8 @@ impl FsApi {
                 };
                 let len = content.len() as u32;
                 let (chunk, _) =
-                    chunk_upload::stage_one(&self.node, &self.uploads, content).await?;
+                    chunk_upload::stage_one((&self.node, self.route), &self.uploads, content)
+                        .await?;
                 blocks.push((index, BlockRef { chunk, len }));
             }
             let command = FsCommand::Write {

@@ -1,5 +1,5 @@
-//! The file system service, transport-neutral: what the gRPC handlers (and later
-//! the REST routes and the mount) call.
+//! The file system service, transport-neutral: what the gRPC handlers and the
+//! REST routes call.
 //!
 //! Requests name file systems by name. `local` is this node's scratch directory
 //! (`local`), served from its own disk and never replicated; every other name is
@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::api::error::ApiError;
 use crate::clock::now_ns;
 use crate::limits::{FS_REMOVE_TREE_STEP_MAX, FS_STAT_MANY_MAX};
-use crate::raft::{Consistency, Node};
+use crate::raft::{Consistency, Node, Route};
 use crate::state::fs::read::{self, DirPage};
 use crate::state::fs::{
     admin, names, At, Entry, Failure, FsCommand, FsRecord, FsResponse, Kind, Name, Owner, LOCAL_FS,
@@ -75,6 +75,9 @@ pub fn parse_place(place: &Place) -> Result<Name, ApiError> {
     })
 }
 
+/// A name no file system may take: `/api/v1/storage/du` would hide it.
+pub const RESERVED_FS_NAME: &str = "du";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoveMode {
     Unlink,
@@ -89,6 +92,8 @@ pub struct FsApi {
     /// Chunk bytes in flight for all uploads on this node (shared with objects).
     pub uploads: Arc<Semaphore>,
     pub local: local::LocalFs,
+    /// How writes reach the leader (`Route::Forward` for the REST front).
+    pub route: Route,
 }
 
 fn is_local(fs: &str) -> bool {
@@ -115,6 +120,15 @@ impl FsApi {
             node,
             uploads,
             local,
+            route: Route::Leader,
+        }
+    }
+
+    /// The same service with writes on `route`.
+    pub fn with_route(&self, route: Route) -> Self {
+        FsApi {
+            route,
+            ..self.clone()
         }
     }
 
@@ -128,7 +142,7 @@ impl FsApi {
             session,
             command: Command::Fs(command),
         };
-        let (outcome, log_index) = self.node.write(command).await?;
+        let (outcome, log_index) = self.node.submit(command, self.route, false).await?;
         Ok((outcome?, log_index))
     }
 
@@ -158,6 +172,11 @@ impl FsApi {
         quota_bytes: u64,
     ) -> Result<u64, ApiError> {
         names::check_fs_name(name)?;
+        // `/api/v1/storage/du` is the usage route of the REST protocol.
+        if name == RESERVED_FS_NAME {
+            let why = format!("`{RESERVED_FS_NAME}` is reserved (the REST usage route)");
+            return Err(state::Error::invalid("fs", why).into());
+        }
         let command = FsCommand::CreateFs {
             name: name.to_string(),
             quota_bytes,
