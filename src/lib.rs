@@ -39,4 +39,5 @@ pub mod mount;
 pub mod peer_tls;
 pub mod proto;
 pub mod raft;
+pub mod rsync_daemon;
 pub mod state;

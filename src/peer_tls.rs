@@ -94,6 +94,18 @@ impl PeerTls {
     }
 }
 
+/// BLAKE3 context of the node token (domain separation from the CA key).
+const NODE_TOKEN_CONTEXT: &str = "cairn 2026-12 node api token";
+
+/// The API token the node's own helper processes (the rsync daemon's mount) use:
+/// derived from the cluster secret, so every node accepts it and only holders of
+/// the secret can know it. `Auth` accepts it without counting it as a token that
+/// closes an open cluster.
+pub fn node_token(secret: &[u8]) -> String {
+    let key = blake3::derive_key(NODE_TOKEN_CONTEXT, secret);
+    format!("cairn_node_{}", hex::encode(key))
+}
+
 /// The cluster CA: the same parameters and key on every node holding `secret`.
 fn ca(secret: &[u8]) -> Result<(CertificateParams, KeyPair), rcgen::Error> {
     let seed = blake3::derive_key(CA_KEY_CONTEXT, secret);

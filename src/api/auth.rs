@@ -30,6 +30,9 @@ pub struct Auth {
     node: Arc<Node>,
     /// Hashes of the tokens in this node's config file.
     configured: Arc<Vec<Hash>>,
+    /// Hash of the node token (`peer_tls::node_token`): valid, but not a reason
+    /// to close an open cluster.
+    node_token: Option<Hash>,
 }
 
 pub fn token_hash(token: &str) -> Hash {
@@ -44,10 +47,11 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 }
 
 impl Auth {
-    pub fn new(node: Arc<Node>, configured_tokens: &[String]) -> Self {
+    pub fn new(node: Arc<Node>, configured_tokens: &[String], node_token: Option<&str>) -> Self {
         Auth {
             node,
             configured: Arc::new(configured_tokens.iter().map(|t| token_hash(t)).collect()),
+            node_token: node_token.map(token_hash),
         }
     }
 
@@ -59,10 +63,15 @@ impl Auth {
 
     /// Whether `token` is a configured or stored token.
     pub fn valid(&self, token: &str) -> Result<bool, ApiError> {
-        let hash = token_hash(token);
+        self.valid_hash(&token_hash(token))
+    }
+
+    /// Whether the token whose hash is `hash` is a configured, stored or node token.
+    pub fn valid_hash(&self, hash: &Hash) -> Result<bool, ApiError> {
         // Hash equality leaks nothing useful about the token itself.
-        Ok(self.configured.contains(&hash)
-            || auth::token_known(self.node.store.tree(), &hash).map_err(ApiError::from)?)
+        Ok(self.configured.contains(hash)
+            || self.node_token.as_ref() == Some(hash)
+            || auth::token_known(self.node.store.tree(), hash).map_err(ApiError::from)?)
     }
 
     /// Allows a call that presents `token`, or any call while the cluster is open.

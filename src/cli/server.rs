@@ -14,6 +14,7 @@ use crate::limits::SHUTDOWN_GRACE_MS_MAX;
 use crate::peer_tls::{self, PeerTls};
 use crate::raft::types::NodeAddr;
 use crate::raft::Node;
+use crate::rsync_daemon::{RsyncDaemon, RsyncSettings};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -229,6 +230,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let secret = cluster_secret(&config)?;
     let peer = PeerTls::from_secret(&secret, &format!("cairn node {}", config.id))
         .context("issuing this node's peer certificate")?;
+    let node_token = peer_tls::node_token(&secret);
     drop(secret);
     let client_tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(ListenerTls::load(cert, key)?),
@@ -278,15 +280,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // can no longer take part; exiting lets a supervisor restart it on its data.
     let (fatal_tx, mut fatal) = tokio::sync::watch::channel(None::<String>);
     tokio::spawn(raft_fatal(node.clone(), fatal_tx, stop_on_fatal));
+    let services = crate::api::Services::new(node.clone(), &config, Some(&node_token));
+    let (rsync_stop_tx, rsync_stop) = tokio::sync::watch::channel(false);
+    let rsync = match &config.rsync_addr {
+        Some(addr) => Some(start_rsync(
+            &config,
+            addr,
+            &node_token,
+            &services,
+            rsync_stop,
+        )?),
+        None => None,
+    };
+    let endpoint = rsync.as_ref().map(|(endpoint, _)| endpoint.clone());
+    let rest = crate::api::rest::Rest::new(&services, &config.workspace_id, endpoint);
     let mut serve_stop = signalled.clone();
     let security = ListenerSecurity {
         peer: peer.server_config(),
         client: client_tls,
     };
-    let services = crate::api::Services::new(node.clone(), &config);
-    let rest = crate::api::rest::Rest::new(&services, &config.workspace_id, None);
+    let daemon = rsync.map(|(_, daemon)| daemon);
     let served = crate::api::serve(services, rest, listeners, security, async move {
         let _ = serve_stop.changed().await;
+        // The rsync daemon's mount sends its last writes through the listeners:
+        // stop it (bounded) before they close.
+        if let Some(daemon) = daemon {
+            let _ = rsync_stop_tx.send(true); // the supervisor holds the receiver
+            let wait = Duration::from_millis(RSYNC_STOP_WAIT_MS_MAX);
+            if tokio::time::timeout(wait, daemon.stopped()).await.is_err() {
+                tracing::warn!("the rsync daemon did not stop in time");
+            }
+        }
     });
     // After the signal, in-flight requests get a bounded grace period.
     let mut grace_start = signalled;
@@ -307,6 +331,68 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         anyhow::bail!("raft stopped: {reason}");
     }
     result
+}
+
+/// How long shutdown waits for the rsync daemon and its mount to stop (inside
+/// the shutdown grace period, `SHUTDOWN_GRACE_MS_MAX`).
+const RSYNC_STOP_WAIT_MS_MAX: u64 = 4_000;
+/// How often revoked tokens are dropped from the rsync daemon's password holders.
+const RSYNC_RETAIN_INTERVAL_MS: u64 = 5_000;
+
+/// Starts the rsync daemon over a mount of `default` (see `rsync_daemon`) and
+/// the REST endpoint that hands out its address and password.
+fn start_rsync(
+    config: &Config,
+    listen_addr: &str,
+    node_token: &str,
+    services: &crate::api::Services,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(
+    std::sync::Arc<crate::api::rest::rsync::RsyncEndpoint>,
+    std::sync::Arc<RsyncDaemon>,
+)> {
+    // The mount dials this node; a wildcard listen address is dialled on loopback.
+    let grpc_addr = match config.grpc_addr.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]", port)) => format!("127.0.0.1:{port}"),
+        _ => config.grpc_addr.clone(),
+    };
+    let settings = RsyncSettings {
+        listen_addr: listen_addr.to_string(),
+        run_dir: config.data_dir.join("rsync"),
+        grpc_addr,
+        // A self-signed client certificate is its own CA; otherwise give the
+        // mount the chain's root through the certificate file as well.
+        ca: config.tls_cert.clone(),
+        mount_token: node_token.to_string(),
+        workspace_id: config.workspace_id.clone(),
+        cairn_exe: None,
+    };
+    let daemon = std::sync::Arc::new(
+        RsyncDaemon::start(settings, stop.clone()).context("starting the rsync daemon")?,
+    );
+    let allow_daemon = daemon.clone();
+    let endpoint = crate::api::rest::rsync::RsyncEndpoint {
+        listen_addr: listen_addr.to_string(),
+        allow: Box::new(move |hash| allow_daemon.allow(hash)),
+    };
+    // Revoked tokens lose the password (the daemon rotates it).
+    let retain_daemon = daemon.clone();
+    let auth = services.auth.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        let every = Duration::from_millis(RSYNC_RETAIN_INTERVAL_MS);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            let kept = retain_daemon.retain(|hash| auth.valid_hash(hash).unwrap_or(true));
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "updating the rsync secrets");
+            }
+        }
+    });
+    Ok((std::sync::Arc::new(endpoint), daemon))
 }
 
 /// Waits until Raft reports a fatal error, records it and starts the shutdown.

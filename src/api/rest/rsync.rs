@@ -2,9 +2,9 @@
 //! rsync: `/deployments/storage-rsync-by-lepton` (the daemon's port and the
 //! caller's password) and `…/replicas` (the address to connect to).
 //!
-//! Each token gets its own rsync password, derived from the cluster secret and
-//! the token's hash (so every node hands out the same one) and registered with
-//! this node's daemon when asked for; revoking the token revokes the password.
+//! rsync accepts one password per user, so every token is handed this node's
+//! daemon password; the daemon remembers which tokens hold it and rotates it
+//! when one of them is revoked (`rsync_daemon`).
 
 use std::sync::Arc;
 
@@ -23,23 +23,13 @@ use crate::state;
 /// The deployment name the CLI asks for.
 const DEPLOYMENT: &str = "storage-rsync-by-lepton";
 
-/// Registers a password for a token hash with the daemon.
-pub type Allow = dyn Fn([u8; 32], String) -> anyhow::Result<()> + Send + Sync;
+/// Records that a token (by hash) is handed the daemon password; returns it.
+pub type Allow = dyn Fn([u8; 32]) -> anyhow::Result<String> + Send + Sync;
 
 pub struct RsyncEndpoint {
     /// Where the daemon listens (`HOST:PORT`).
     pub listen_addr: String,
-    /// Derives per-token passwords (from the cluster secret).
-    pub password_key: [u8; 32],
     pub allow: Box<Allow>,
-}
-
-impl RsyncEndpoint {
-    /// The rsync password of the token whose hash is `hash`.
-    pub fn password(&self, hash: &[u8; 32]) -> String {
-        let mac = blake3::keyed_hash(&self.password_key, hash);
-        mac.to_hex()[..32].to_string()
-    }
 }
 
 pub fn routes() -> Router<Rest> {
@@ -72,8 +62,7 @@ async fn deployment(State(rest): State<Rest>, headers: HeaderMap) -> Result<Json
     let rsync = endpoint(&rest)?;
     // The auth layer let the request in, so the token is there and valid.
     let hash = token_hash(token(&headers).unwrap_or_default());
-    let password = rsync.password(&hash);
-    (rsync.allow)(hash, password.clone())
+    let password = (rsync.allow)(hash)
         .map_err(|e| ApiError::Internal(format!("registering the rsync password: {e}")))?;
     let port = port_of(&rsync.listen_addr)?;
     Ok(Json(json!({

@@ -30,8 +30,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// The services of `node`, writing on the leader route.
-    pub fn new(node: Arc<Node>, config: &Config) -> Self {
+    /// The services of `node`, writing on the leader route. `node_token` is the
+    /// token of the node's own helper processes (`peer_tls::node_token`).
+    pub fn new(node: Arc<Node>, config: &Config, node_token: Option<&str>) -> Self {
         let public_url = config.public_url.clone().unwrap_or_else(|| {
             let scheme = if config.tls_cert.is_some() {
                 "https"
@@ -47,7 +48,7 @@ impl Services {
             fs::local::LocalFs::unavailable(config.local_dir())
         });
         Services {
-            auth: Auth::new(node.clone(), &config.tokens),
+            auth: Auth::new(node.clone(), &config.tokens, node_token),
             kv: kv::KvService::new(node.clone(), Route::Leader),
             queue: queue::QueueService::new(node.clone(), Route::Leader),
             object: object::ObjectService::new(
