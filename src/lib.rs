@@ -18,7 +18,10 @@
 //! - [`state`]: the replicated state machine (commands, apply, reads, snapshots).
 //! - [`raft`]: openraft wiring: log store, state-machine adapter, peer network,
 //!   group-commit proposer, batched read index, node start-up.
-//! - [`api`]: gRPC services, HTTP routes and the error mapping.
+//! - [`api`]: the transport-neutral services, and over them gRPC, HTTP objects and
+//!   the platform REST protocol; the error mapping.
+//! - [`rsync_daemon`]: the supervised rsync daemon and mount behind
+//!   `lep storage upload --rsync`.
 //! - [`client`]: the Rust SDK.
 //! - [`cli`]: the `cairn` command.
 

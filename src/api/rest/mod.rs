@@ -86,8 +86,46 @@ async fn require_token(State(rest): State<Rest>, request: Request, next: Next) -
     };
     match checked {
         Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let drained = drain_refused(request.into_body()).await;
+            let mut response = e.into_response();
+            if !drained {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
     }
+}
+
+/// A refused request's body is read, up to this much and for this long, so
+/// the connection can serve the client's next request (clients that keep
+/// connections alive send the body after the head and do not wait for a
+/// `100 Continue`); past either bound the refusal says `Connection: close`.
+const REFUSED_BODY_DRAIN_BYTES_MAX: usize = 1024 * 1024;
+const REFUSED_BODY_DRAIN_MS_MAX: u64 = 2_000;
+
+/// Whether the whole body was read within the bounds.
+async fn drain_refused(body: axum::body::Body) -> bool {
+    use futures::StreamExt;
+    let mut pieces = body.into_data_stream();
+    let mut read = 0usize;
+    let all = async {
+        while let Some(piece) = pieces.next().await {
+            match piece {
+                Ok(piece) => read += piece.len(),
+                Err(_) => return false,
+            }
+            if read > REFUSED_BODY_DRAIN_BYTES_MAX {
+                return false;
+            }
+        }
+        true
+    };
+    let wait = std::time::Duration::from_millis(REFUSED_BODY_DRAIN_MS_MAX);
+    tokio::time::timeout(wait, all).await.unwrap_or(false)
 }
 
 async fn not_found(request: Request) -> ApiError {

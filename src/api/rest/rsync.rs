@@ -71,7 +71,8 @@ async fn deployment(State(rest): State<Rest>, headers: HeaderMap) -> Result<Json
             "container": {"ports": [{"container_port": port, "host_port": port}]},
             "envs": [{"name": "PASSWORD", "value": password}],
         },
-        "status": {"state": "Running"},
+        // No `status`: the SDK's model would then require endpoint fields that
+        // mean nothing here.
     })))
 }
 
