@@ -76,4 +76,21 @@ mod tests {
         assert!(!retryable(&NodeError::Timeout("t".into())));
         assert!(!retryable(&NodeError::Unavailable("u".into())));
     }
+
+    #[test]
+    fn a_damaged_reply_is_an_unknown_outcome_not_a_panic() {
+        for reply in [
+            &[][..],
+            &[0xff; 16][..],
+            &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..],
+        ] {
+            assert!(matches!(
+                decode_reply(reply),
+                Err(NodeError::Unavailable(_))
+            ));
+        }
+        let answered: Committed = Err(NodeError::Timeout("t".into()));
+        let bytes = bincode::serialize(&answered).unwrap();
+        assert_eq!(decode_reply(&bytes), answered);
+    }
 }
