@@ -1,4 +1,5 @@
-//! Every payload a peer sends or answers, through `codec::decode_peer` as
+//! Every payload a peer sends or answers (forwarded writes and their results
+//! included), through `codec::decode_peer` as
 //! `peer_service` and `peer_client` decode them. The first byte picks the type, the
 //! rest is the payload. A payload that decodes must encode again and decode to the
 //! same bytes (what one node encodes, the other reads back unchanged).
@@ -8,6 +9,8 @@
 #![allow(dead_code)] // each user takes what it needs
 
 use cairn::codec::{decode_peer, encode};
+use cairn::raft::forward::Forwarded;
+use cairn::raft::proposer::Committed;
 use cairn::raft::read_index::ReadIndexError;
 use cairn::raft::types::{Hello, RaftError, TypeConfig};
 use openraft::error::InstallSnapshotError;
@@ -19,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The type names, in the order of the selector byte (modulo their count).
-pub const TYPES: [&str; 8] = [
+pub const TYPES: [&str; 10] = [
     "AppendEntriesRequest",
     "VoteRequest",
     "InstallSnapshotRequest",
@@ -28,6 +31,8 @@ pub const TYPES: [&str; 8] = [
     "Result<InstallSnapshotResponse, RaftError<InstallSnapshotError>>",
     "Result<u64, ReadIndexError>",
     "Hello",
+    "Forwarded",
+    "Committed",
 ];
 
 /// Decodes `bytes` as `T`; if that works, checks the round trip.
@@ -56,7 +61,9 @@ pub fn run(data: &[u8]) -> Result<&'static str, String> {
         4 => check::<Result<VoteResponse<u64>, RaftError>>(bytes),
         5 => check::<Result<InstallSnapshotResponse<u64>, RaftError<InstallSnapshotError>>>(bytes),
         6 => check::<Result<u64, ReadIndexError>>(bytes),
-        _ => check::<Hello>(bytes),
+        7 => check::<Hello>(bytes),
+        8 => check::<Forwarded>(bytes),
+        _ => check::<Committed>(bytes),
     }
     .map(|()| TYPES[which])
 }
@@ -120,5 +127,21 @@ pub fn samples() -> Vec<Vec<u8>> {
         },
     };
     push(7, encode(&hello).unwrap());
+    let forwarded = Forwarded {
+        command: cairn::state::ClientCommand {
+            session: None,
+            command: cairn::state::Command::Queue(cairn::state::queue::QueueCommand::Send {
+                queue: "q".into(),
+                messages: vec![b"m".to_vec()],
+            }),
+        },
+        alone: false,
+    };
+    push(8, encode(&forwarded).unwrap());
+    let committed: Committed = Err(cairn::raft::NodeError::NotLeader {
+        leader_id: Some(2),
+        leader: Some(NodeAddr::default()),
+    });
+    push(9, encode(&committed).unwrap());
     out
 }
