@@ -6,6 +6,11 @@ set -euo pipefail
 mnt=$1 src=$2 scratch=$3
 step() { echo "--- $(date +%T.%N | cut -c1-12) $*" >&2; }
 
+# A private copy of the source tree: the steps compare against it minutes later,
+# and the tree given may be a working copy someone edits meanwhile.
+cp -r "$src" "$scratch/source"
+src="$scratch/source"
+
 step "cp -r and diff -r"
 cp -r "$src" "$mnt/tree"
 diff -r "$src" "$mnt/tree"
