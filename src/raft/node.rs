@@ -273,7 +273,10 @@ impl Node {
                     leader: Some(leader),
                     ..
                 }) => leader,
-                Err(NodeError::NotLeader { leader: None, .. }) => {
+                Err(e @ NodeError::NotLeader { leader: None, .. }) => {
+                    if attempt >= forward::FORWARD_ATTEMPTS_MAX {
+                        return Err(e);
+                    }
                     self.wait_for_leader().await?;
                     continue;
                 }
