@@ -2,8 +2,7 @@
 //! cairn, through a follower's `/api/v1`: runs the pytest suite in `tests/lepton/`.
 //!
 //! Owns the setup the suite cannot do itself: nodes started with a workspace id and
-//! each its own rsync port (per-node arguments, so the cluster is assembled here
-//! rather than by `TestCluster::start`), the API token (`cairn token create`), the
+//! each its own rsync port (`TestCluster::start_with_node_args`), the API token (`cairn token create`), the
 //! choice of a follower, the Python venv (`CAIRN_LEPTON_VENV`, default
 //! `<repo>/target/lepton-venv`, created from `tests/lepton/requirements.txt` when
 //! missing) and `lep login` into a temp `LEPTON_CACHE_DIR`. What is asserted lives
@@ -36,28 +35,14 @@ const LOG_TAIL_LINES: usize = 150;
 
 /// Three nodes, each with `--workspace-id` and its own `--rsync-addr`.
 fn start_cluster() -> TestCluster {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut nodes: Vec<TestNode> = (1..=NODE_COUNT)
-        .map(|id| {
-            let args = vec![
-                "--workspace-id".to_string(),
-                WORKSPACE_ID.to_string(),
-                "--rsync-addr".to_string(),
-                format!("127.0.0.1:{}", free_port()),
-            ];
-            TestNode::new(id, dir.path(), String::new(), args)
-        })
-        .collect();
-    let peers = nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.peer))
-        .collect::<Vec<_>>()
-        .join(",");
-    for node in &mut nodes {
-        node.peers = peers.clone();
-        node.start();
-    }
-    TestCluster { nodes, dir }
+    TestCluster::start_with_node_args(NODE_COUNT, |_| {
+        vec![
+            "--workspace-id".to_string(),
+            WORKSPACE_ID.to_string(),
+            "--rsync-addr".to_string(),
+            format!("127.0.0.1:{}", free_port()),
+        ]
+    })
 }
 
 /// Runs `command` with stdout and stderr in `log`, killing it after `timeout`.

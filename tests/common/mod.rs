@@ -239,10 +239,24 @@ impl TestCluster {
         extra_args: &[&str],
         env: impl Fn(u64) -> Vec<(String, String)>,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        Self::assemble(count, |_| extra.clone(), env)
+    }
+
+    /// Like [`TestCluster::start`], with arguments per node id (e.g. a port each).
+    pub fn start_with_node_args(count: u64, args: impl Fn(u64) -> Vec<String>) -> Self {
+        Self::assemble(count, args, |_| Vec::new())
+    }
+
+    /// Starts `count` initial members, each told of all the others.
+    fn assemble(
+        count: u64,
+        args: impl Fn(u64) -> Vec<String>,
+        env: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut nodes: Vec<TestNode> = (1..=count)
-            .map(|id| TestNode::new(id, dir.path(), String::new(), extra.clone()))
+            .map(|id| TestNode::new(id, dir.path(), String::new(), args(id)))
             .collect();
         let peers = nodes
             .iter()
