@@ -33,6 +33,8 @@ pub const QUEUE_LEASE_MS_MAX: u64 = 12 * 3600 * 1000;
 /// Leased messages a receive skips looking for a visible one; beyond that the
 /// queue looks empty until leases expire. Bounds the work of one receive.
 pub const QUEUE_SCAN_MESSAGES_MAX: usize = 10_000;
+/// Messages one peek may show (each up to the message limit).
+pub const QUEUE_PEEK_MESSAGES_MAX: usize = 100;
 /// Longest long-poll wait of a receive.
 pub const QUEUE_WAIT_MS_MAX: u64 = 20_000;
 

@@ -1,24 +1,24 @@
-//! The HTTP side of a node: health, status as JSON, a small dashboard page,
+//! The HTTP side of a node: health, status as JSON, the dashboard (`dashboard`),
 //! objects (`http_objects`). Every route here that writes is served by any node:
 //! it gets the services on `Route::Forward`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 use super::grpc::convert::node_status;
-use super::http_objects;
+use super::{dashboard, http_objects};
 use super::service::Services;
 use crate::raft::{Node, Route};
 
 pub fn router(services: Services) -> Router {
     let services = services.with_route(Route::Forward);
     let status_routes = Router::new()
-        .route("/", get(dashboard))
+        .merge(dashboard::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/status", get(status))
         .with_state(services.node.clone());
@@ -41,8 +41,4 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
                   "repaired": s.scrub_chunks_repaired, "passes": s.scrub_passes},
         "grpc_addr": s.grpc_addr, "http_addr": s.http_addr, "members": members,
     }))
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
 }

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod auth;
 pub mod chunk_read;
 pub mod chunk_upload;
+pub mod dashboard;
 pub mod error;
 pub mod grpc;
 pub mod http;
@@ -37,6 +38,7 @@ use crate::peer_tls;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::fs_server::FsServer;
+use crate::proto::v1::import_server::ImportServer;
 use crate::proto::v1::kv_server::KvServer;
 use crate::proto::v1::object_server::ObjectServer;
 use crate::proto::v1::queue_server::QueueServer;
@@ -133,6 +135,12 @@ pub async fn serve(
         ))
         .add_service(InterceptedService::new(
             bounded!(FsServer::new(grpc::fs::FsGrpc::new(services.fs.clone()))),
+            check.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            bounded!(ImportServer::new(grpc::import::ImportGrpc::new(
+                services.import.clone()
+            ))),
             check.clone(),
         ))
         .add_service(InterceptedService::new(

@@ -15,6 +15,7 @@ pub mod peer_client;
 pub mod peer_service;
 pub mod proposer;
 pub mod read_index;
+pub mod report;
 pub mod scrub;
 pub mod sm_adapter;
 pub mod snapshot_floor;

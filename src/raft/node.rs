@@ -93,6 +93,8 @@ pub struct Node {
     pub peer_tls: ClientTlsConfig,
     /// What the chunk scrubber found since start.
     pub scrub: Arc<ScrubStats>,
+    /// The last count of the chunk store (`report`).
+    pub(super) chunk_usage: super::report::ChunkUsageCache,
     /// A leader that heard from no quorum for this long refuses writes.
     election_timeout_ms_min: u64,
     /// True while this node leads but heard from no quorum for that long.
@@ -160,6 +162,7 @@ impl Node {
             peer_clients: Mutex::new(HashMap::new()),
             peer_tls,
             scrub: Arc::new(ScrubStats::default()),
+            chunk_usage: Default::default(),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
             stop,
@@ -456,7 +459,7 @@ impl Node {
         Ok(result?)
     }
 
-    async fn peer_client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, NodeError> {
+    pub(super) async fn peer_client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, NodeError> {
         let mut clients = self.peer_clients.lock().await;
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());

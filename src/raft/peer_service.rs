@@ -129,4 +129,8 @@ impl RaftPeer for PeerService {
         };
         encode(&result)
     }
+
+    async fn status(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        encode(&self.node.report().await)
+    }
 }

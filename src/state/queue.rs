@@ -484,6 +484,50 @@ pub fn list_queues(tree: &sled::Tree) -> Result<Vec<QueueInfo>, ReadError> {
     Ok(out)
 }
 
+/// A message seen without receiving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peeked {
+    pub seq: u64,
+    pub body: Vec<u8>,
+    pub sent_ms: u64,
+    pub delivery_count: u32,
+    /// Hidden by a lease until this time (0: visible).
+    pub leased_until_ms: u64,
+}
+
+/// The first `limit` messages of `name` in order, leased ones included, changing
+/// nothing.
+pub fn peek(
+    tree: &sled::Tree,
+    name: &str,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Vec<Peeked>, ReadError> {
+    let Some(bytes) = tree.get(queue_key(name))? else {
+        return Err(queue_not_found(name).into());
+    };
+    let record: QueueRecord = decode(&bytes)?;
+    let prefix = message_prefix(record.id);
+    let mut out = Vec::new();
+    for item in tree.scan_prefix(&prefix).take(limit) {
+        let (key, value) = item?;
+        let message: MessageRecord = decode(&value)?;
+        let leased_until_ms = if message.is_visible(now_ms) {
+            0
+        } else {
+            message.visible_at_ms
+        };
+        out.push(Peeked {
+            seq: keys::u64_at(&key, prefix.len()).unwrap_or(0),
+            body: message.body,
+            sent_ms: message.sent_ms,
+            delivery_count: message.delivery_count,
+            leased_until_ms,
+        });
+    }
+    Ok(out)
+}
+
 /// Whether a receive on `name` would find a message now (long polling checks this
 /// locally before proposing a receive).
 pub fn has_visible(tree: &sled::Tree, name: &str, now_ms: u64) -> Result<bool, ReadError> {

@@ -10,6 +10,7 @@
 pub mod chunks;
 pub mod http;
 pub mod mount;
+pub mod python;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -40,16 +40,7 @@ pub fn member(info: &MemberInfo) -> v1::Member {
 pub fn node_status(node: &Node) -> v1::NodeStatus {
     let metrics = node.metrics();
     let members = node.members();
-    let is_member = members.iter().any(|m| m.id == node.id);
-    let is_voter = members.iter().any(|m| m.id == node.id && m.voter);
-    let role = match metrics.state {
-        openraft::ServerState::Leader => "leader",
-        openraft::ServerState::Candidate => "candidate",
-        openraft::ServerState::Shutdown => "shutdown",
-        _ if is_member && !is_voter => "learner",
-        _ if !is_member => "joining",
-        _ => "follower",
-    };
+    let role = node.role_name();
     v1::NodeStatus {
         id: node.id,
         role: role.to_string(),

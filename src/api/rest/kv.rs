@@ -2,6 +2,10 @@
 //! and empty here), raw-bytes values in and out (multipart `value` part),
 //! idempotent deletes, and key listings whose integer cursor counts the keys
 //! already returned (null once nothing is left).
+//!
+//! cairn's additions, for the dashboard: a value's answer carries its expiry
+//! (`x-cairn-expires-at-ms`, 0 = none) and its write's log index
+//! (`x-cairn-version`), and a put may set a TTL (`?ttl_ms=`).
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -98,12 +102,33 @@ async fn get_value(
         .into());
     };
     let content_type = HeaderValue::from_static("application/octet-stream");
-    Ok(([(header::CONTENT_TYPE, content_type)], found.value).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (
+            header::HeaderName::from_static(EXPIRES_HEADER),
+            HeaderValue::from(found.expires_at_ms),
+        ),
+        (
+            header::HeaderName::from_static(VERSION_HEADER),
+            HeaderValue::from(found.version),
+        ),
+    ];
+    Ok((headers, found.value).into_response())
+}
+
+const EXPIRES_HEADER: &str = "x-cairn-expires-at-ms";
+const VERSION_HEADER: &str = "x-cairn-version";
+
+#[derive(Debug, Default, Deserialize)]
+struct PutQuery {
+    /// Expire the key this long after the write (0 or absent: never).
+    ttl_ms: Option<u64>,
 }
 
 async fn put_value(
     State(rest): State<Rest>,
     Path((ns, key)): Path<(String, String)>,
+    Query(q): Query<PutQuery>,
     request: Request,
 ) -> Result<StatusCode, ApiError> {
     let limits = &rest.services.node.limits;
@@ -120,7 +145,7 @@ async fn put_value(
         key: key.into_bytes(),
         value: value.to_vec(),
         condition: PutCondition::Always,
-        ttl_ms: 0,
+        ttl_ms: q.ttl_ms.unwrap_or(0),
     };
     rest.services.kv.put(None, put).await?;
     Ok(StatusCode::OK)

@@ -9,6 +9,7 @@
 //! over a limit get 413 and keys over the limit 414, naming the limit.
 
 pub mod body;
+pub mod cluster;
 pub mod kv;
 pub mod objects;
 pub mod queue;
@@ -63,6 +64,7 @@ pub fn router(rest: Rest) -> Router {
         .route("/tokens", get(workspace::tokens))
         .route("/workspace", get(workspace::info))
         .merge(storage::routes())
+        .merge(cluster::routes())
         .merge(objects::routes())
         .merge(kv::routes())
         .merge(queue::routes())

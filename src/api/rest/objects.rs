@@ -6,6 +6,10 @@
 //! 307 to a presigned (900 s) or the permanent public URL — also for missing
 //! keys, whose URL then answers 404. Deletes are idempotent; listings return
 //! every key under the prefix at once.
+//!
+//! cairn's own additions, for the dashboard, live under `/cairn/`: a paged
+//! listing folded at a delimiter, and an object's URL (presigned or public) as
+//! JSON, so a browser can show it or send a body to it.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -49,6 +53,96 @@ pub fn routes() -> Router<Rest> {
         .route("/object_storage/private/", get(list_private))
         .route("/object_storage/public", get(list_public))
         .route("/object_storage/public/", get(list_public))
+        .route("/cairn/objects/{bucket}", get(list_page))
+        .route("/cairn/objects/{bucket}/url", get(object_url))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// One page of a bucket: objects and, with a delimiter, the folded prefixes.
+async fn list_page(
+    State(rest): State<Rest>,
+    Path(bucket): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let request = ListRequest {
+        bucket,
+        prefix: q.prefix.unwrap_or_default(),
+        delimiter: q.delimiter.unwrap_or_default(),
+        after: q.after.unwrap_or_default(),
+        limit: q.limit.unwrap_or(0),
+    };
+    let (listing, _) = rest
+        .services
+        .object
+        .list(&request, Consistency::Linearizable)
+        .await?;
+    let objects: Vec<Value> = listing
+        .objects
+        .iter()
+        .map(|(key, r)| {
+            json!({"key": key, "size": r.size, "etag": r.etag,
+                   "content_type": r.content_type, "last_modified_ms": r.last_modified_ms})
+        })
+        .collect();
+    Ok(Json(json!({
+        "objects": objects, "prefixes": listing.common_prefixes,
+        "next_after": listing.next_after,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct UrlQuery {
+    key: String,
+    /// `GET` (default) or `PUT`.
+    method: Option<String>,
+    /// Presigned URLs only; 0 or absent: the default (900 s).
+    expires_s: Option<u64>,
+    /// The bucket's permanent public URL instead of a presigned one.
+    #[serde(default)]
+    public: bool,
+}
+
+/// `{"url", "path", "expires_at_s"}`: `path` is the URL without its origin, for
+/// a page served by any node (the signature covers no host).
+async fn object_url(
+    State(rest): State<Rest>,
+    Path(bucket): Path<String>,
+    Query(q): Query<UrlQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let objects = &rest.services.object;
+    let (url, expires_at_s) = if q.public {
+        state::object::validate_key(&q.key)?;
+        if !objects.bucket(&bucket)?.public {
+            return Err(state::Error::invalid(
+                "public",
+                format!("bucket {bucket} is private: ask for a presigned URL"),
+            )
+            .into());
+        }
+        (objects.public_object_url(&bucket, &q.key), None)
+    } else {
+        let method = q.method.unwrap_or_else(|| "GET".into());
+        let expires_s = q.expires_s.unwrap_or(PRESIGN_EXPIRES_S_DEFAULT);
+        let (url, at) = objects.presign(&method, &bucket, &q.key, expires_s).await?;
+        (url, Some(at))
+    };
+    let path = crate::api::service::object::object_path(&bucket, &q.key);
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let path = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    Ok(Json(
+        json!({"url": url, "path": path, "expires_at_s": expires_at_s}),
+    ))
 }
 
 fn redirect(url: &str) -> Result<Response, ApiError> {

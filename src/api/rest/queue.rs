@@ -1,6 +1,9 @@
 //! Queues over REST: list, idempotent create, delete (404 if missing),
 //! length, send (`{"message": str}`), and receive, which pops the oldest
 //! visible message and answers a JSON list of at most one.
+//!
+//! cairn's additions, for the dashboard: `/cairn/queues` (with lengths) and
+//! `/cairn/queues/{name}/peek` (the first messages, taking none).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,6 +29,46 @@ pub fn routes() -> Router<Rest> {
         .route("/queue/{name}", delete(remove))
         .route("/queue/{name}/length", get(length))
         .route("/queue/{name}/messages", get(receive).post(send))
+        .route("/cairn/queues", get(list_detailed))
+        .route("/cairn/queues/{name}/peek", get(peek))
+}
+
+async fn list_detailed(State(rest): State<Rest>) -> Result<Json<Value>, ApiError> {
+    let (queues, _) = rest.services.queue.list(Consistency::Linearizable).await?;
+    let list: Vec<Value> = queues
+        .iter()
+        .map(|q| json!({"name": q.name, "length": q.length, "created_ms": q.created_ms}))
+        .collect();
+    Ok(Json(json!({ "queues": list })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PeekQuery {
+    limit: Option<usize>,
+}
+
+const PEEK_DEFAULT: usize = 20;
+
+async fn peek(
+    State(rest): State<Rest>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<PeekQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(PEEK_DEFAULT);
+    let (messages, _) = rest
+        .services
+        .queue
+        .peek(&name, limit, Consistency::Linearizable)
+        .await?;
+    let list: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({"seq": m.seq, "message": String::from_utf8_lossy(&m.body),
+                   "sent_ms": m.sent_ms, "delivery_count": m.delivery_count,
+                   "leased_until_ms": m.leased_until_ms})
+        })
+        .collect();
+    Ok(Json(json!({ "messages": list })))
 }
 
 async fn list(State(rest): State<Rest>) -> Result<Json<Value>, ApiError> {

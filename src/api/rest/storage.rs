@@ -5,6 +5,10 @@
 //!
 //! Paths are taken whole after the file system name (slashes, spaces and
 //! non-ASCII included, percent-decoded); a trailing slash is ignored.
+//!
+//! cairn's own additions, for the dashboard, live under `/cairn/`: file systems
+//! with usage (and this node's `local`), paged listings with sizes and times,
+//! and rename.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -44,6 +48,9 @@ pub fn routes() -> Router<Rest> {
         .route("/storage/{fs}", at_root.clone())
         .route("/storage/{fs}/", at_root)
         .route("/storage/{fs}/{*path}", at_path)
+        .route("/cairn/storage", get(file_systems))
+        .route("/cairn/storage/{fs}/entries", get(entries))
+        .route("/cairn/storage/{fs}/rename", axum::routing::post(rename))
 }
 
 /// `/` + the path with trailing slashes dropped (the root stays `/`).
@@ -275,6 +282,115 @@ async fn list_fs(State(rest): State<Rest>) -> Result<Json<Value>, ApiError> {
         .collect();
     Ok(Json(Value::Array(list)))
 }
+
+/// Every replicated file system with its usage, and `local` when this node
+/// has node-local storage (its disk's capacity and free bytes with it).
+async fn file_systems(State(rest): State<Rest>) -> Result<Json<Value>, ApiError> {
+    let files = &rest.services.fs;
+    let all = files.list_fs(Consistency::Linearizable).await?;
+    let mut list: Vec<Value> = all
+        .iter()
+        .map(|(name, r)| {
+            json!({"name": name, "local": false, "bytes_used": r.bytes_used,
+                   "inodes_used": r.inodes_used, "quota_bytes": r.quota_bytes,
+                   "created_ms": r.created_ms})
+        })
+        .collect();
+    if let Ok((record, Some((capacity, free)))) =
+        files.statfs(state::fs::LOCAL_FS, Consistency::Stale).await
+    {
+        list.push(json!({"name": state::fs::LOCAL_FS, "local": true,
+            "node_id": rest.services.node.id, "bytes_used": record.bytes_used,
+            "inodes_used": record.inodes_used, "disk_bytes": capacity, "free_bytes": free}));
+    }
+    Ok(Json(json!({ "file_systems": list })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EntriesQuery {
+    path: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// One page of a directory, each entry with its kind, size and modification
+/// time; `next_after` continues the listing (null on the last page).
+async fn entries(
+    State(rest): State<Rest>,
+    Path(fs): Path<String>,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let path = normalise(&q.path.unwrap_or_default());
+    let after = q.after.unwrap_or_default();
+    let limit = match q.limit.unwrap_or(0) {
+        0 => FS_READDIR_PAGE_MAX,
+        n => n.min(FS_READDIR_PAGE_MAX),
+    };
+    let (page, _) = rest
+        .services
+        .fs
+        .readdir(
+            &fs,
+            &Target::Path(path.clone()),
+            (&after, limit, true),
+            Consistency::Linearizable,
+        )
+        .await?;
+    let list: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|(name, dir_entry, entry)| {
+            let kind = match dir_entry.kind {
+                Kind::Dir => "dir",
+                Kind::Symlink => "symlink",
+                Kind::File => "file",
+            };
+            let full = if path == "/" {
+                format!("/{name}")
+            } else {
+                format!("{path}/{name}")
+            };
+            let (size, mtime_ms) = entry
+                .as_ref()
+                .map(|e| (e.inode.size, e.inode.mtime_ns.div_euclid(1_000_000)))
+                .unwrap_or((0, 0));
+            json!({"name": name, "path": full, "type": kind, "size": size, "mtime_ms": mtime_ms})
+        })
+        .collect();
+    Ok(Json(
+        json!({"path": path, "entries": list, "next_after": page.next_after}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RenameBody {
+    from: String,
+    to: String,
+    /// Replace what is at `to` (a file or an empty directory); off by default.
+    #[serde(default)]
+    replace: bool,
+}
+
+/// Renames `from` to `to`; 409 when `to` exists, unless `replace`.
+async fn rename(
+    State(rest): State<Rest>,
+    Path(fs): Path<String>,
+    request: Body,
+) -> Result<StatusCode, ApiError> {
+    let bytes = body::read_bounded(request, "body", RENAME_BODY_BYTES_MAX).await?;
+    let RenameBody { from, to, replace } = serde_json::from_slice(&bytes)
+        .map_err(|e| state::Error::invalid("body", format!("not the expected JSON: {e}")))?;
+    let from = Place::Path(normalise(&from));
+    let to = Place::Path(normalise(&to));
+    rest.services
+        .fs
+        .rename(None, &fs, (&from, &to), !replace)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+/// Two paths at most `PATH_MAX` (4 KiB) each, in JSON.
+const RENAME_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {

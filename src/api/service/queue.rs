@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::api::error::ApiError;
 use crate::clock::now_ms;
-use crate::limits::QUEUE_WAIT_MS_MAX;
+use crate::limits::{QUEUE_PEEK_MESSAGES_MAX, QUEUE_WAIT_MS_MAX};
 use crate::raft::{Consistency, Node, NodeError, Route};
 use crate::state::queue::{self, Delivery, QueueCommand, QueueInfo, QueueResponse};
 use crate::state::{ClientCommand, Command, Error, Response, SessionTag};
@@ -132,6 +132,22 @@ impl QueueService {
             queue::get_queue(self.node.store.tree(), name)?,
             applied_index,
         ))
+    }
+
+    /// The first `limit` messages (at most `QUEUE_PEEK_MESSAGES_MAX`), taking none.
+    pub async fn peek(
+        &self,
+        name: &str,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<(Vec<queue::Peeked>, u64), ApiError> {
+        if limit > QUEUE_PEEK_MESSAGES_MAX {
+            let (max, n) = (QUEUE_PEEK_MESSAGES_MAX as u64, limit as u64);
+            return Err(Error::limit("limit", max, n, "messages").into());
+        }
+        let applied_index = self.node.read_barrier(consistency).await?;
+        let tree = self.node.store.tree();
+        Ok((queue::peek(tree, name, limit, now_ms())?, applied_index))
     }
 
     pub async fn send(
