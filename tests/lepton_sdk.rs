@@ -15,10 +15,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::http::request;
+use common::python::{create_token, read_lossy, repo, run_bounded};
 use common::{free_port, TestCluster, TestNode, CAIRN};
 
 const NODE_COUNT: u64 = 3;
@@ -27,11 +28,22 @@ const NODE_COUNT: u64 = 3;
 const WORKSPACE_ID: &str = "cairn-lepton-test";
 const ELECTION_WAIT: Duration = Duration::from_secs(60);
 const READY_WAIT: Duration = Duration::from_secs(60);
-const VENV_CREATE_WAIT: Duration = Duration::from_secs(15 * 60);
 /// `lep login` retries a 401 twenty times, 3 s apart, on top of its own calls.
 const LOGIN_WAIT: Duration = Duration::from_secs(150);
 const PYTEST_WAIT: Duration = Duration::from_secs(30 * 60);
 const LOG_TAIL_LINES: usize = 150;
+
+/// The venv with the pinned SDK: `CAIRN_LEPTON_VENV`, else `<repo>/target/lepton-venv`,
+/// created from `tests/lepton/requirements.txt` when it has no `lep`.
+fn venv(work: &Path) -> PathBuf {
+    common::python::venv(
+        "CAIRN_LEPTON_VENV",
+        "lepton-venv",
+        "tests/lepton/requirements.txt",
+        "lep",
+        work,
+    )
+}
 
 /// Three nodes, each with `--workspace-id` and its own `--rsync-addr`.
 fn start_cluster() -> TestCluster {
@@ -43,106 +55,6 @@ fn start_cluster() -> TestCluster {
             format!("127.0.0.1:{}", free_port()),
         ]
     })
-}
-
-/// Runs `command` with stdout and stderr in `log`, killing it after `timeout`.
-fn run_bounded(mut command: Command, log: &Path, timeout: Duration, what: &str) -> ExitStatus {
-    let file = std::fs::File::create(log).expect("create log file");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("clone log file"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for child") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill(); // this child only, by its handle
-            let _ = child.wait();
-            panic!(
-                "{what} did not finish within {timeout:?}; output:\n{}",
-                read_lossy(log)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn read_lossy(path: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv with the pinned SDK: `CAIRN_LEPTON_VENV`, else `<repo>/target/lepton-venv`,
-/// created (python3 -m venv + pip install -r requirements.txt) when it has no `lep`.
-fn venv(work: &Path) -> PathBuf {
-    let venv = std::env::var_os("CAIRN_LEPTON_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target").join("lepton-venv"));
-    if venv.join("bin").join("lep").exists() {
-        return venv;
-    }
-    let log = work.join("venv.log");
-    let mut create = Command::new("python3");
-    create.arg("-m").arg("venv").arg(&venv);
-    let status = run_bounded(create, &log, VENV_CREATE_WAIT, "python3 -m venv");
-    assert!(
-        status.success(),
-        "python3 -m venv failed:\n{}",
-        read_lossy(&log)
-    );
-    let mut install = Command::new(venv.join("bin").join("pip"));
-    install
-        .args(["install", "--disable-pip-version-check", "-r"])
-        .arg(repo().join("tests/lepton/requirements.txt"));
-    let status = run_bounded(install, &log, VENV_CREATE_WAIT, "pip install");
-    assert!(
-        status.success(),
-        "pip install failed:\n{}",
-        read_lossy(&log)
-    );
-    assert!(venv.join("bin").join("lep").exists(), "the venv has no lep");
-    venv
-}
-
-/// `cairn token create` against `grpc` (retried while the cluster settles).
-fn create_token(grpc: &str, work: &Path) -> String {
-    let log = work.join("token.log");
-    let deadline = Instant::now() + READY_WAIT;
-    loop {
-        let mut command = Command::new(CAIRN);
-        command
-            .args([
-                "--endpoints",
-                grpc,
-                "token",
-                "create",
-                "--name",
-                "lepton-sdk",
-            ])
-            .env_remove("CAIRN_TOKEN");
-        let status = run_bounded(command, &log, Duration::from_secs(30), "cairn token create");
-        let output = read_lossy(&log);
-        if status.success() {
-            return output
-                .lines()
-                .find_map(|l| l.strip_prefix("token "))
-                .unwrap_or_else(|| panic!("no token line in {output:?}"))
-                .trim()
-                .to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cairn token create kept failing: {output}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// Waits until `http` answers `GET /api/v1/workspace` with the token: the REST layer
@@ -301,7 +213,7 @@ async fn the_official_lepton_sdk_and_cli_work_against_a_follower() {
         .iter()
         .find(|n| n.id != leader_id)
         .expect("a 3-node cluster has followers");
-    let token = create_token(&leader_grpc, work.path());
+    let token = create_token(&leader_grpc, "lepton-sdk", work.path());
     wait_for_api(&follower.http, &token).await;
     let base_url = format!("http://{}/api/v1", follower.http);
     eprintln!(

@@ -12,6 +12,7 @@ use cairn::codec::{decode_peer, encode};
 use cairn::raft::forward::Forwarded;
 use cairn::raft::proposer::Committed;
 use cairn::raft::read_index::ReadIndexError;
+use cairn::raft::report::NodeReport;
 use cairn::raft::types::{Hello, RaftError, TypeConfig};
 use openraft::error::InstallSnapshotError;
 use openraft::raft::{
@@ -22,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The type names, in the order of the selector byte (modulo their count).
-pub const TYPES: [&str; 10] = [
+pub const TYPES: [&str; 11] = [
     "AppendEntriesRequest",
     "VoteRequest",
     "InstallSnapshotRequest",
@@ -33,6 +34,7 @@ pub const TYPES: [&str; 10] = [
     "Hello",
     "Forwarded",
     "Committed",
+    "NodeReport",
 ];
 
 /// Decodes `bytes` as `T`; if that works, checks the round trip.
@@ -63,7 +65,8 @@ pub fn run(data: &[u8]) -> Result<&'static str, String> {
         6 => check::<Result<u64, ReadIndexError>>(bytes),
         7 => check::<Hello>(bytes),
         8 => check::<Forwarded>(bytes),
-        _ => check::<Committed>(bytes),
+        9 => check::<Committed>(bytes),
+        _ => check::<NodeReport>(bytes),
     }
     .map(|()| TYPES[which])
 }
@@ -143,5 +146,19 @@ pub fn samples() -> Vec<Vec<u8>> {
         leader: Some(NodeAddr::default()),
     });
     push(9, encode(&committed).unwrap());
+    let report = NodeReport {
+        id: 2,
+        role: "follower".into(),
+        term: 3,
+        leader_id: Some(1),
+        last_log_index: 9,
+        applied_index: 8,
+        snapshot_index: 0,
+        chunks: 4,
+        chunk_bytes: 4096,
+        chunks_missing: 0,
+        millis_since_quorum_ack: None,
+    };
+    push(10, encode(&report).unwrap());
     out
 }

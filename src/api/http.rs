@@ -2,10 +2,9 @@
 //! objects (`http_objects`). Every route here that writes is served by any node:
 //! it gets the services on `Route::Forward`.
 
-use std::sync::Arc;
-
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -13,7 +12,7 @@ use serde_json::json;
 use super::grpc::convert::node_status;
 use super::{dashboard, http_objects};
 use super::service::Services;
-use crate::raft::{Node, Route};
+use crate::raft::Route;
 
 pub fn router(services: Services) -> Router {
     let services = services.with_route(Route::Forward);
@@ -21,12 +20,17 @@ pub fn router(services: Services) -> Router {
         .merge(dashboard::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/status", get(status))
-        .with_state(services.node.clone());
+        .with_state(services.clone());
     status_routes.merge(http_objects::routes().with_state(services))
 }
 
-async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let s = node_status(&node);
+/// Like gRPC `Cluster.Status`: open while the cluster has no tokens, then only
+/// with one (membership and addresses are not for anyone on the network).
+async fn status(State(services): State<Services>, headers: HeaderMap) -> Response {
+    if let Err(e) = services.auth.check_call(http_objects::token(&headers)) {
+        return e.into_response();
+    }
+    let s = node_status(&services.node);
     let members: Vec<_> = s
         .members
         .iter()
@@ -41,4 +45,5 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
                   "repaired": s.scrub_chunks_repaired, "passes": s.scrub_passes},
         "grpc_addr": s.grpc_addr, "http_addr": s.http_addr, "members": members,
     }))
+    .into_response()
 }

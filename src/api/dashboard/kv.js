@@ -116,19 +116,23 @@ function openNamespace(name) {
       el("button", { type: "button", id: "keys-prev", onclick: previousPage }, "Previous"),
       el("button", { type: "button", id: "keys-next", onclick: nextPage }, "Next"),
     ),
-    el(
-      "form",
-      { id: "key-new", class: "card", onsubmit: putNew },
-      el("h3", {}, "Put a key"),
-      el("label", { for: "new-key" }, "Key"),
-      el("input", { id: "new-key", type: "text", required: true }),
-      el("label", { for: "new-value" }, "Value (text)"),
-      el("textarea", { id: "new-value", rows: 3 }),
-      el("label", { for: "new-ttl" }, "TTL in seconds (empty: none)"),
-      el("input", { id: "new-ttl", type: "number", min: 1 }),
-      el("button", { type: "submit" }, "Put"),
-    ),
     el("div", { id: "key-view" }),
+    el(
+      "details",
+      { id: "key-new-box", class: "card", open: true },
+      el("summary", {}, "Put a new key"),
+      el(
+        "form",
+        { id: "key-new", onsubmit: putNew },
+        el("label", { for: "new-key" }, "Key"),
+        el("input", { id: "new-key", type: "text", required: true }),
+        el("label", { for: "new-value" }, "Value (text)"),
+        el("textarea", { id: "new-value", rows: 3 }),
+        el("label", { for: "new-ttl" }, "TTL in seconds (empty: none)"),
+        el("input", { id: "new-ttl", type: "number", min: 1 }),
+        el("button", { type: "submit" }, "Put"),
+      ),
+    ),
   );
   listKeys();
 }
@@ -195,6 +199,7 @@ async function putNew(event) {
     notify(`Put ${key}`, "info");
     root.querySelector("#new-key").value = "";
     root.querySelector("#new-value").value = "";
+    root.querySelector("#new-ttl").value = "";
     listKeys();
     viewKey(key);
   }
