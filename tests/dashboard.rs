@@ -4,6 +4,10 @@
 //! sets up what it cannot (the cluster, the token, the venv) and asserts that
 //! pytest exits 0.
 //!
+//! The "Upload from cloud" dialog imports from a local S3 server (`moto`, from
+//! the venv of `tests/s3_import.rs`: `CAIRN_IMPORT_VENV`, default
+//! `target/import-venv`, created when missing).
+//!
 //! Screenshots of every page land in `target/dashboard-screenshots/`
 //! (`CAIRN_DASHBOARD_SCREENSHOTS` overrides); the committed set in
 //! `docs/images/` is copied from there. Needs `/usr/bin/chromium` and
@@ -81,6 +85,15 @@ async fn the_dashboard_works_in_a_real_browser() {
         "pytest",
         work.path(),
     );
+    // The local S3 server behind the "Upload from cloud" test (moto), as
+    // tests/s3_import.rs uses it.
+    let s3 = venv(
+        "CAIRN_IMPORT_VENV",
+        "import-venv",
+        "tests/import/requirements.txt",
+        "moto_server",
+        work.path(),
+    );
     let cluster = TestCluster::start(NODE_COUNT, &[]);
     let leader_id = cluster.wait_for_leader(ELECTION_WAIT).await;
     let leader = cluster.nodes.iter().find(|n| n.id == leader_id);
@@ -104,7 +117,10 @@ async fn the_dashboard_works_in_a_real_browser() {
     let mut pytest = Command::new(python.join("bin").join("python"));
     pytest
         .args(["-m", "pytest", "tests/dashboard", "-q", "-x", "-rfEs"])
-        .arg(format!("--basetemp={}", work.path().join("pytest").display()))
+        .arg(format!(
+            "--basetemp={}",
+            work.path().join("pytest").display()
+        ))
         .current_dir(repo())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("CAIRN_URL", format!("http://{}", follower.http))
@@ -113,7 +129,9 @@ async fn the_dashboard_works_in_a_real_browser() {
         .env("CAIRN_SERVING_NODE", follower.id.to_string())
         .env("CAIRN_SCREENSHOTS", &shots)
         .env("CAIRN_CHROMIUM", CHROMIUM)
-        .env("CAIRN_CHROMEDRIVER", CHROMEDRIVER);
+        .env("CAIRN_CHROMEDRIVER", CHROMEDRIVER)
+        .env("CAIRN_MOTO_SERVER", s3.join("bin").join("moto_server"))
+        .env("CAIRN_IMPORT_PYTHON", s3.join("bin").join("python"));
     let started = Instant::now();
     let status = run_bounded(pytest, &log, PYTEST_WAIT, "pytest tests/dashboard");
     println!("{}", read_lossy(&log));

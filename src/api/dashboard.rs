@@ -16,18 +16,32 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; \
     form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Every asset: name, content type, bytes.
+/// One file of `src/api/dashboard/`: name, content type, bytes.
+macro_rules! asset {
+    ($name:literal, script) => {
+        asset!($name, "text/javascript; charset=utf-8")
+    };
+    ($name:literal, $content_type:literal) => {
+        (
+            $name,
+            $content_type,
+            include_str!(concat!("dashboard/", $name)),
+        )
+    };
+}
+
+/// Every asset the page loads.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("dashboard/style.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("dashboard/app.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_str!("dashboard/api.js")),
-    ("ui.js", "text/javascript; charset=utf-8", include_str!("dashboard/ui.js")),
-    ("files.js", "text/javascript; charset=utf-8", include_str!("dashboard/files.js")),
-    ("imports.js", "text/javascript; charset=utf-8", include_str!("dashboard/imports.js")),
-    ("objects.js", "text/javascript; charset=utf-8", include_str!("dashboard/objects.js")),
-    ("kv.js", "text/javascript; charset=utf-8", include_str!("dashboard/kv.js")),
-    ("queues.js", "text/javascript; charset=utf-8", include_str!("dashboard/queues.js")),
-    ("cluster.js", "text/javascript; charset=utf-8", include_str!("dashboard/cluster.js")),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("app.js", script),
+    asset!("api.js", script),
+    asset!("ui.js", script),
+    asset!("files.js", script),
+    asset!("imports.js", script),
+    asset!("objects.js", script),
+    asset!("kv.js", script),
+    asset!("queues.js", script),
+    asset!("cluster.js", script),
 ];
 
 const INDEX: &str = include_str!("dashboard/index.html");
@@ -46,8 +60,14 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CONTENT_SECURITY_POLICY),
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             // A new binary brings new assets: never run yesterday's script.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],

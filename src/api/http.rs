@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::grpc::convert::node_status;
-use super::{dashboard, http_objects};
 use super::service::Services;
+use super::{dashboard, http_objects};
 use crate::raft::Route;
 
 pub fn router(services: Services) -> Router {

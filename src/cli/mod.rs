@@ -18,6 +18,7 @@ pub mod object;
 pub mod queue;
 pub mod server;
 pub mod storage;
+mod storage_import;
 mod storage_sync;
 pub mod token;
 

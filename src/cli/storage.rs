@@ -1,15 +1,17 @@
 //! `cairn storage …`: the file system from the command line, in the platform's
 //! shape (`ls`, `upload`, `download`, `rm`, `mkdir`, `mv`, `du`, `stat`, `cat`,
-//! `fs create|delete|list`), with `--fs NAME` everywhere (default `default`).
+//! `fs create|delete|list`), with `--fs NAME` everywhere (default `default`),
+//! and `import` from S3-compatible storage.
 //!
 //! Owns argument parsing and output; tree transfers and `--rsync` live in
-//! `storage_sync`. Every call goes through the SDK (`client::fs`).
+//! `storage_sync`, imports in `storage_import`. Every call goes through the SDK (`client::fs`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use tokio::io::AsyncWriteExt;
 
+use super::storage_import::{self, ImportArgs};
 use super::storage_sync::{self, DownloadArgs, UploadArgs};
 use crate::client::{Attr, Client, FileKind, FsClient};
 
@@ -63,6 +65,9 @@ pub enum StorageCommand {
     /// File systems: create, delete, list.
     #[command(subcommand)]
     Fs(FsCommand),
+    /// Import a bucket (or a prefix of it) from S3-compatible storage (AWS S3,
+    /// Cloudflare R2) into PATH; --status lists the jobs.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +119,7 @@ pub async fn run(client: Client, args: StorageArgs) -> anyhow::Result<()> {
             Ok(())
         }
         StorageCommand::Fs(command) => fs_command(&client, command).await,
+        StorageCommand::Import(import) => storage_import::run(&client, &args.fs, import).await,
     }
 }
 

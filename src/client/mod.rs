@@ -24,6 +24,8 @@ mod error;
 mod fs;
 mod fs_ino;
 pub use fs_ino::BlockInfo;
+mod import;
+pub use import::{ImportFailure, ImportJob, ImportSource};
 mod kv;
 mod object;
 mod queue;

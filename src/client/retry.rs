@@ -110,6 +110,11 @@ impl Router {
         })
     }
 
+    /// The first endpoint (`Target::First`), for calls made once, without retries.
+    pub fn first(&self) -> &str {
+        &self.endpoints[0]
+    }
+
     pub fn channel(&self, addr: &str) -> Result<Conn, Error> {
         let mut channels = self
             .channels

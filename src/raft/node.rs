@@ -459,7 +459,10 @@ impl Node {
         Ok(result?)
     }
 
-    pub(super) async fn peer_client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, NodeError> {
+    pub(super) async fn peer_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftPeerClient<Channel>, NodeError> {
         let mut clients = self.peer_clients.lock().await;
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());

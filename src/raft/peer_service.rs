@@ -130,7 +130,10 @@ impl RaftPeer for PeerService {
         encode(&result)
     }
 
-    async fn status(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn status(
+        &self,
+        _request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         encode(&self.node.report().await)
     }
 }

@@ -138,7 +138,10 @@ impl Node {
 
     async fn ask_report(&self, peer_addr: &str) -> Result<NodeReport, String> {
         let ask = async {
-            let mut client = self.peer_client(peer_addr).await.map_err(|e| e.to_string())?;
+            let mut client = self
+                .peer_client(peer_addr)
+                .await
+                .map_err(|e| e.to_string())?;
             let reply = client
                 .status(RaftPayload::default())
                 .await

@@ -249,6 +249,81 @@ def urlpath(name):
     return quote(name)
 
 
+# ---- upload from cloud (a local S3 server) ----
+
+POPULATE = """
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+s3.create_bucket(Bucket="dash-bucket")
+s3.put_object(Bucket="dash-bucket", Key="data/a.txt", Body=b"from the cloud\\n")
+s3.put_object(Bucket="dash-bucket", Key="data/sub/b ü.bin", Body=bytes(range(256)) * 1024)
+s3.put_object(Bucket="dash-bucket", Key="elsewhere.txt", Body=b"not under the prefix")
+"""
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_upload_from_cloud(browser, cluster, api, tmp_path):
+    import subprocess
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "moto.log", "wb")
+    server = subprocess.Popen(
+        [os.environ["CAIRN_MOTO_SERVER"], "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    try:
+        def populated():
+            done = subprocess.run(
+                [os.environ["CAIRN_IMPORT_PYTHON"], "-c", POPULATE, endpoint], capture_output=True, timeout=60
+            )
+            return done.returncode == 0
+
+        wait_until(populated, "the local S3 server to take the test objects", 60, 0.5)
+        browser.get(cluster.url + "/#/files")
+        wait_until(lambda: finds(browser, "#fs-select option[value=default]"), "the default file system")
+        find(browser, "#from-cloud").click()
+        wait_until(lambda: visible(browser, "#import-bucket"), "the import dialog")
+        fields = {
+            "#import-endpoint": endpoint,
+            "#import-bucket": "dash-bucket",
+            "#import-prefix": "data",
+            "#import-key-id": "testing",
+            "#import-secret": "testing",
+        }
+        for selector, value in fields.items():
+            find(browser, selector).send_keys(value)
+        dest = find(browser, "#import-dest")
+        dest.clear()
+        dest.send_keys("/from-cloud")
+        find(browser, "#import-start").click()
+        gone(browser, "#import-form")
+        wait_until(
+            lambda: finds(browser, '#import-list tr[data-state="succeeded"]'), "the import job to succeed", 60
+        )
+        row(browser, 'tr[data-name="from-cloud"][data-type="dir"]')
+        status, body, _ = api.call("GET", "/api/v1/storage/default/from-cloud/a.txt")
+        assert (status, body) == (200, b"from the cloud\n")
+        status, body, _ = api.call("GET", "/api/v1/storage/default/from-cloud/sub/" + urlpath("b ü.bin"))
+        assert (status, body) == (200, bytes(range(256)) * 1024)
+        status, _, _ = api.call("HEAD", "/api/v1/storage/default/from-cloud/elsewhere.txt")
+        assert status == 404
+        jobs = api.json("GET", "/api/v1/cairn/imports")["imports"]
+        assert "testing" not in json.dumps(jobs), "a credential came back in a job's status"
+        shot(browser, cluster, "files-imported.png")
+    finally:
+        server.kill()  # the server this test started
+        server.wait()
+        log.close()
+
+
 # ---- object storage ----
 
 def test_objects(browser, cluster, api, tmp_path):

@@ -67,7 +67,12 @@ export function enter(section) {
   );
   wireDrop(section.querySelector("#drop-zone"));
   loadSystems();
-  renderImports(section.querySelector("#imports"));
+  renderImports(section.querySelector("#imports"), refreshAfterImport);
+}
+
+function refreshAfterImport() {
+  list();
+  loadUsage();
 }
 
 export function leave() {
@@ -363,5 +368,5 @@ function fromCloud() {
     notify("Imports write to a replicated file system; pick one other than local");
     return;
   }
-  openImportDialog({ fs: fsName, dest: cwd }, () => renderImports(root.querySelector("#imports")));
+  openImportDialog({ fs: fsName, dest: cwd }, () => renderImports(root.querySelector("#imports"), refreshAfterImport));
 }

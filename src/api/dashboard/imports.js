@@ -11,6 +11,9 @@ const IMPORTS_REFRESH_MS = 2000;
 
 let timer = null;
 let box = null;
+/// Jobs seen running at the last refresh, and what to call when one ends.
+let running = new Set();
+let onEnded = () => {};
 
 function field(id, label, attrs = {}) {
   return el(
@@ -85,7 +88,9 @@ export function openImportDialog({ fs, dest }, done) {
     try {
       const job = await call("POST", "/cairn/imports", { json: request });
       dialog.close();
-      notify(`Import ${job?.id ?? ""} started`, "info");
+      notify(`Import ${job.id} started`, "info");
+      // Counted as running until a refresh shows it ended, however fast it is.
+      running.add(job.id);
       done();
     } catch (error) {
       form.querySelector("#import-error").textContent = error.message;
@@ -100,21 +105,29 @@ export function openImportDialog({ fs, dest }, done) {
 }
 
 function jobsOf(answer) {
-  if (Array.isArray(answer)) {
-    return answer;
-  }
-  return answer?.jobs || answer?.imports || [];
+  return answer?.imports || [];
 }
 
 function count(job, name) {
-  const value = job[name] ?? job.progress?.[name];
-  return value === undefined ? 0 : value;
+  return job[name] ?? 0;
 }
 
-/// Shows this node's jobs in `target` (null stops the refresh).
-export async function renderImports(target) {
+function failuresText(job) {
+  const listed = job.failures.map((f) => `${f.key}: ${f.reason}`);
+  if (job.failures_unlisted) {
+    listed.push(`and ${job.failures_unlisted} more`);
+  }
+  return [job.error, ...listed].filter(Boolean).join("; ");
+}
+
+/// Shows this node's jobs in `target` (null stops the refresh); `ended`
+/// runs when a job seen running has ended.
+export async function renderImports(target, ended) {
   clearTimeout(timer);
   box = target;
+  if (ended) {
+    onEnded = ended;
+  }
   if (!box) {
     return;
   }
@@ -124,6 +137,11 @@ export async function renderImports(target) {
   }
   clear(box);
   const jobs = jobsOf(answer);
+  const nowRunning = new Set(jobs.filter((job) => job.state === "running").map((job) => job.id));
+  if ([...running].some((id) => !nowRunning.has(id))) {
+    onEnded();
+  }
+  running = nowRunning;
   if (!jobs.length) {
     box.append(el("p", { class: "muted" }, "No imports have run on this node since it started."));
     return;
@@ -133,13 +151,13 @@ export async function renderImports(target) {
       "tr",
       { dataset: { job: job.id, state: job.state } },
       el("td", {}, String(job.id)),
-      el("td", {}, job.source?.url || job.source || ""),
-      el("td", {}, `${job.fs || ""}:${job.dest || ""}`),
+      el("td", {}, job.source.url),
+      el("td", {}, `${job.fs}:${job.dest}`),
       el("td", { class: `state-${job.state}` }, job.state),
-      el("td", {}, `${count(job, "objects_copied")} copied, ${count(job, "objects_skipped")} skipped, ${count(job, "objects_failed")} failed`),
-      el("td", {}, `${bytes(count(job, "bytes_copied"))}${job.rate_bytes_per_s ? ` at ${bytes(job.rate_bytes_per_s)}/s` : ""}`),
+      el("td", {}, `${count(job, "objects_copied")} copied, ${count(job, "objects_skipped")} skipped, ${count(job, "objects_failed")} failed of ${count(job, "objects_listed")}${job.listing_done ? "" : "+"} listed`),
+      el("td", {}, `${bytes(count(job, "bytes_copied"))}${job.bytes_per_s ? ` at ${bytes(job.bytes_per_s)}/s` : ""}`),
       el("td", {}, time(job.started_ms)),
-      el("td", {}, job.error || (job.failures || []).map((f) => `${f.key}: ${f.reason || f.message}`).join("; ")),
+      el("td", {}, failuresText(job)),
     ),
   );
   box.append(
@@ -150,7 +168,7 @@ export async function renderImports(target) {
       el("tbody", {}, rows),
     ),
   );
-  if (jobs.some((job) => job.state === "running")) {
+  if (nowRunning.size) {
     timer = setTimeout(() => renderImports(target), IMPORTS_REFRESH_MS);
   }
 }

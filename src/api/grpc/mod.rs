@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod convert;
 pub mod fs;
+pub mod import;
 pub mod kv;
 pub mod object;
 pub mod queue;

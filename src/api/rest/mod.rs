@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod cluster;
+pub mod import;
 pub mod kv;
 pub mod objects;
 pub mod queue;
@@ -69,6 +70,7 @@ pub fn router(rest: Rest) -> Router {
         .merge(kv::routes())
         .merge(queue::routes())
         .merge(rsync::routes())
+        .merge(import::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(rest.clone(), require_token))
         .with_state(rest);

@@ -1,13 +1,15 @@
-//! The transport-neutral services every front calls: `kv`, `queue`, `object`
-//! and `fs`. They validate, write through Raft, and read after the requested
-//! barrier; the gRPC handlers (`api::grpc`) and the HTTP routes (`api::http*`,
-//! `api::rest`) only parse, call them and encode.
+//! The transport-neutral services every front calls: `kv`, `queue`, `object`,
+//! `fs` and `import` (S3 into a file system). They validate, write through
+//! Raft, and read after the requested barrier; the gRPC handlers (`api::grpc`)
+//! and the HTTP routes (`api::http*`, `api::rest`) only parse, call them and
+//! encode.
 //!
 //! Each service carries a [`Route`]: gRPC writes go to the leader only
 //! (clients follow the `NotLeader` hint), REST writes are forwarded to the
 //! leader by whichever node received them.
 
 pub mod fs;
+pub mod import;
 pub mod kv;
 pub mod object;
 pub mod queue;
@@ -27,6 +29,8 @@ pub struct Services {
     pub queue: queue::QueueService,
     pub object: object::ObjectService,
     pub fs: fs::FsApi,
+    /// This node's import jobs (shared by every route: they live in memory).
+    pub import: import::ImportService,
 }
 
 impl Services {
@@ -47,6 +51,7 @@ impl Services {
             tracing::error!(dir = %config.local_dir().display(), error = %e, "local storage unavailable");
             fs::local::LocalFs::unavailable(config.local_dir())
         });
+        let fs = fs::FsApi::new(node.clone(), uploads.clone(), local);
         Services {
             auth: Auth::new(node.clone(), &config.tokens, node_token),
             kv: kv::KvService::new(node.clone(), Route::Leader),
@@ -57,7 +62,8 @@ impl Services {
                 &public_url,
                 config.presign_expires_s_max,
             ),
-            fs: fs::FsApi::new(node.clone(), uploads, local),
+            import: import::ImportService::new(&fs),
+            fs,
             node,
         }
     }
@@ -71,6 +77,7 @@ impl Services {
             queue: queue::QueueService::new(self.node.clone(), route),
             object: self.object.with_route(route),
             fs: self.fs.with_route(route),
+            import: self.import.clone(),
         }
     }
 }
