@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::http::request;
+use common::http::wait_for_ok;
 use common::python::{create_token, read_lossy, repo, run_bounded, venv};
 use common::TestCluster;
 
@@ -30,32 +30,6 @@ const READY_WAIT: Duration = Duration::from_secs(60);
 const PYTEST_WAIT: Duration = Duration::from_secs(15 * 60);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// Waits until `http` serves the dashboard's API with the token.
-async fn wait_for_api(http: &str, token: &str) {
-    let bearer = format!("Bearer {token}");
-    let deadline = Instant::now() + READY_WAIT;
-    loop {
-        let got = request(
-            "GET",
-            http,
-            "/api/v1/cairn/cluster",
-            &[("Authorization", bearer.as_str())],
-            b"",
-        )
-        .await;
-        if got.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET /api/v1/cairn/cluster on {http} still answers {}: {}",
-            got.status,
-            String::from_utf8_lossy(&got.body)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn screenshots_dir() -> PathBuf {
     std::env::var_os("CAIRN_DASHBOARD_SCREENSHOTS")
@@ -104,7 +78,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         .find(|n| n.id != leader_id)
         .expect("a 3-node cluster has followers");
     let token = create_token(&leader_grpc, "dashboard", work.path());
-    wait_for_api(&follower.http, &token).await;
+    wait_for_ok(&follower.http, "/api/v1/cairn/cluster", &token, READY_WAIT).await;
     let nodes: Vec<String> = cluster
         .nodes
         .iter()

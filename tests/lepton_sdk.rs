@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::http::request;
+use common::http::wait_for_ok;
 use common::python::{create_token, read_lossy, repo, run_bounded};
 use common::{free_port, TestCluster, TestNode, CAIRN};
 
@@ -55,33 +55,6 @@ fn start_cluster() -> TestCluster {
             format!("127.0.0.1:{}", free_port()),
         ]
     })
-}
-
-/// Waits until `http` answers `GET /api/v1/workspace` with the token: the REST layer
-/// is up and the follower has applied the token.
-async fn wait_for_api(http: &str, token: &str) {
-    let bearer = format!("Bearer {token}");
-    let deadline = Instant::now() + READY_WAIT;
-    loop {
-        let got = request(
-            "GET",
-            http,
-            "/api/v1/workspace",
-            &[("Authorization", bearer.as_str())],
-            b"",
-        )
-        .await;
-        if got.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET /api/v1/workspace on {http} still answers {} after {READY_WAIT:?}: {}",
-            got.status,
-            String::from_utf8_lossy(&got.body)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn log_tails(cluster: &TestCluster) -> String {
@@ -214,7 +187,7 @@ async fn the_official_lepton_sdk_and_cli_work_against_a_follower() {
         .find(|n| n.id != leader_id)
         .expect("a 3-node cluster has followers");
     let token = create_token(&leader_grpc, "lepton-sdk", work.path());
-    wait_for_api(&follower.http, &token).await;
+    wait_for_ok(&follower.http, "/api/v1/workspace", &token, READY_WAIT).await;
     let base_url = format!("http://{}/api/v1", follower.http);
     eprintln!(
         "leader {leader_id}; testing follower {} at {base_url} (pid {})",

@@ -102,3 +102,30 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[start + size + 2..];
     }
 }
+
+/// Polls `GET path` on `addr` with the bearer `token` until it answers 200
+/// (the REST layer is up and this node has applied the token), at most `wait`.
+pub async fn wait_for_ok(addr: &str, path: &str, token: &str, wait: std::time::Duration) {
+    let bearer = format!("Bearer {token}");
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let got = request(
+            "GET",
+            addr,
+            path,
+            &[("Authorization", bearer.as_str())],
+            b"",
+        )
+        .await;
+        if got.status == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path} on {addr} still answers {} after {wait:?}: {}",
+            got.status,
+            String::from_utf8_lossy(&got.body)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
