@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    Limits, CHUNK_GC_GRACE_MS_DEFAULT, LOG_ENTRIES_SNAPSHOT_TRIGGER, PRESIGN_EXPIRES_S_MAX_DEFAULT,
-    SCRUB_BYTES_PER_S_DEFAULT, SCRUB_PASS_INTERVAL_MS_DEFAULT,
+    Limits, CHUNK_GC_GRACE_MS_DEFAULT, DISK_RESERVE_BYTES_DEFAULT, LOG_ENTRIES_SNAPSHOT_TRIGGER,
+    PRESIGN_EXPIRES_S_MAX_DEFAULT, SCRUB_BYTES_PER_S_DEFAULT, SCRUB_PASS_INTERVAL_MS_DEFAULT,
 };
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// This node's id; unique forever within the cluster (never reuse a removed id).
@@ -39,6 +39,7 @@ pub struct Config {
     /// Peer address of every initial member, by id. All initial members are started
     /// with the same map; the lowest id initializes the cluster once every peer
     /// answers (over mutual TLS) and none is initialized yet.
+    #[serde(serialize_with = "peers_as_table")]
     pub peers: BTreeMap<u64, String>,
     /// Single-node cluster that initializes itself.
     pub dev: bool,
@@ -67,6 +68,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Longest lifetime a presigned URL may ask for.
     pub presign_expires_s_max: u64,
+    /// Free space to keep on the data disk: while any member has less, the
+    /// cluster refuses writes that add data (deletes still work).
+    pub disk_reserve_bytes: u64,
     /// The chunk scrubber's read rate; 0 turns it off.
     pub scrub_bytes_per_s: u64,
     /// Pause before each scrub pass over the chunk store.
@@ -81,6 +85,14 @@ pub struct Config {
     /// none: no daemon. Needs root, /dev/fuse and Debian's `rsync`.
     pub rsync_addr: Option<String>,
     pub limits: Limits,
+}
+
+/// TOML keys are strings: `1 = "host:port"` reads back as id 1.
+fn peers_as_table<S: serde::Serializer>(
+    peers: &BTreeMap<u64, String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(peers.iter().map(|(id, addr)| (id.to_string(), addr)))
 }
 
 /// The workspace id when none is configured.
@@ -127,6 +139,7 @@ impl Default for Config {
             chunk_gc_grace_ms: CHUNK_GC_GRACE_MS_DEFAULT,
             public_url: None,
             presign_expires_s_max: PRESIGN_EXPIRES_S_MAX_DEFAULT,
+            disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
             scrub_bytes_per_s: SCRUB_BYTES_PER_S_DEFAULT,
             scrub_pass_interval_ms: SCRUB_PASS_INTERVAL_MS_DEFAULT,
             tokens: Vec::new(),

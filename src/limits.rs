@@ -64,6 +64,9 @@ pub const NODE_UPLOAD_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
 /// How long an unreferenced chunk is kept before GC may delete it. An upload must
 /// finish (and a reader of an overwritten object must finish reading) within it.
 pub const CHUNK_GC_GRACE_MS_DEFAULT: u64 = 15 * 60 * 1000;
+/// Free space a node keeps on its data disk: below it the cluster takes no new
+/// data (`raft::disk_guard`). Room for the writes in flight and a snapshot.
+pub const DISK_RESERVE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Default lifetime of a presigned URL.
 pub const PRESIGN_EXPIRES_S_DEFAULT: u64 = 900;
 /// Default ceiling on a presigned URL's lifetime (configurable: `presign_expires_s_max`).

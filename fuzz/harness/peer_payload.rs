@@ -158,6 +158,8 @@ pub fn samples() -> Vec<Vec<u8>> {
         chunk_bytes: 4096,
         chunks_missing: 0,
         millis_since_quorum_ack: None,
+        disk_free_bytes: 1 << 30,
+        disk_reserve_bytes: 256 << 20,
     };
     push(10, encode(&report).unwrap());
     out

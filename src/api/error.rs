@@ -54,6 +54,7 @@ impl ApiError {
             ApiError::Node(NodeError::Unavailable(_)) => "unavailable",
             ApiError::Node(NodeError::Timeout(_)) => "timeout",
             ApiError::Node(NodeError::Rejected(_)) => "rejected",
+            ApiError::Node(NodeError::NoSpace(_)) => "no_space",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::Internal(_) => "internal",
@@ -70,6 +71,9 @@ impl ApiError {
                 "value" | "message" | "messages" | "body" | "object" | "file" => 413,
                 _ => 400,
             };
+        }
+        if let ApiError::Node(NodeError::NoSpace(_)) = self {
+            return 507; // Insufficient Storage
         }
         match self.grpc_code() {
             Code::NotFound => 404,
@@ -136,6 +140,7 @@ impl ApiError {
             }
             ApiError::Node(NodeError::Timeout(_)) => Code::DeadlineExceeded,
             ApiError::Node(NodeError::Rejected(_)) => Code::FailedPrecondition,
+            ApiError::Node(NodeError::NoSpace(_)) => Code::ResourceExhausted,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Internal(_) => Code::Internal,

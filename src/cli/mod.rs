@@ -17,6 +17,7 @@ pub mod mount;
 pub mod object;
 pub mod queue;
 pub mod server;
+pub mod server_config;
 pub mod storage;
 mod storage_import;
 mod storage_sync;

@@ -1,188 +1,20 @@
 //! `cairn server`: start a node from flags and/or a TOML config file, serve until
 //! SIGTERM/SIGINT, then shut down gracefully.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 
+pub use super::server_config::ServerArgs;
+use super::server_config::{build_config, print_config};
 use crate::api::tls::ListenerTls;
 use crate::api::{ListenerSecurity, Listeners};
-use crate::config::{parse_peers, Config};
+use crate::config::Config;
 use crate::limits::SHUTDOWN_GRACE_MS_MAX;
 use crate::peer_tls::{self, PeerTls};
 use crate::raft::types::NodeAddr;
 use crate::raft::Node;
 use crate::rsync_daemon::{RsyncDaemon, RsyncSettings};
-
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// TOML file with the same settings; flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Single-node cluster that initializes itself (for trying cairn out).
-    #[arg(long)]
-    dev: bool,
-    #[arg(long)]
-    id: Option<u64>,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Root of this node's `local` file system (default <data-dir>/local).
-    #[arg(long)]
-    local_dir: Option<PathBuf>,
-    #[arg(long)]
-    grpc_addr: Option<String>,
-    #[arg(long)]
-    http_addr: Option<String>,
-    /// Address for peer RPCs (mutual TLS, nodes only; default: gRPC port + 1).
-    #[arg(long)]
-    peer_addr: Option<String>,
-    /// The cluster secret shared by every node (mode 0600, >= 32 bytes; default
-    /// <data-dir>/cluster.secret, which --dev creates).
-    #[arg(long, env = "CAIRN_CLUSTER_SECRET_FILE")]
-    cluster_secret_file: Option<PathBuf>,
-    /// TLS for the client gRPC and HTTP listeners: PEM certificate chain.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// The chunk scrubber's read rate in bytes per second (0: off).
-    #[arg(long)]
-    scrub_bytes_per_s: Option<u64>,
-    /// Pause before each scrub pass over the chunk store.
-    #[arg(long)]
-    scrub_pass_interval_ms: Option<u64>,
-    /// Peer address of every initial member: `1=HOST:PORT,2=HOST:PORT,...`.
-    #[arg(long)]
-    peers: Option<String>,
-    #[arg(long)]
-    heartbeat_interval_ms: Option<u64>,
-    #[arg(long)]
-    election_timeout_ms_min: Option<u64>,
-    #[arg(long)]
-    election_timeout_ms_max: Option<u64>,
-    /// Entries since the last snapshot that trigger a new one.
-    #[arg(long)]
-    snapshot_log_entries: Option<u64>,
-    /// Entries kept behind a snapshot.
-    #[arg(long)]
-    snapshot_log_entries_kept: Option<u64>,
-    /// How long a chunk no object references is kept before GC deletes it.
-    #[arg(long)]
-    chunk_gc_grace_ms: Option<u64>,
-    /// Longest lifetime a presigned URL may ask for.
-    #[arg(long)]
-    presign_expires_s_max: Option<u64>,
-    /// Base of the object URLs this node hands out (default http://<http-addr>).
-    #[arg(long)]
-    public_url: Option<String>,
-    /// Workspace id of the REST protocol (`lep login -c ID:TOKEN`; default cairn).
-    #[arg(long, env = "CAIRN_WORKSPACE_ID")]
-    workspace_id: Option<String>,
-    /// Run an rsync daemon on HOST:PORT for `lep storage upload --rsync` (over a
-    /// FUSE mount of the `default` file system; needs root and rsync).
-    #[arg(long)]
-    rsync_addr: Option<String>,
-    /// Test double for the chaos suite: serve linearizable reads from local state
-    /// without a read index (unsafe; proves the checker catches stale reads).
-    #[arg(long, hide = true)]
-    unsafe_local_linearizable_reads: bool,
-    /// Test double for the chaos suite: acknowledge log appends without fsync
-    /// (unsafe; proves the `power` fault catches lost acknowledged writes).
-    #[arg(long, hide = true)]
-    unsafe_ack_before_fsync: bool,
-}
-
-fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => Config::default(),
-    };
-    config.dev |= args.dev;
-    config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
-    config.unsafe_ack_before_fsync |= args.unsafe_ack_before_fsync;
-    if let Some(v) = args.id {
-        config.id = v;
-    }
-    if let Some(v) = &args.data_dir {
-        config.data_dir = v.clone();
-    }
-    if let Some(v) = &args.local_dir {
-        config.local_dir = Some(v.clone());
-    }
-    if let Some(v) = &args.grpc_addr {
-        config.grpc_addr = v.clone();
-    }
-    if let Some(v) = &args.http_addr {
-        config.http_addr = v.clone();
-    }
-    if let Some(v) = &args.peer_addr {
-        config.peer_addr = Some(v.clone());
-    }
-    if let Some(v) = &args.cluster_secret_file {
-        config.cluster_secret_file = Some(v.clone());
-    }
-    if let Some(v) = &args.tls_cert {
-        config.tls_cert = Some(v.clone());
-    }
-    if let Some(v) = &args.tls_key {
-        config.tls_key = Some(v.clone());
-    }
-    if let Some(v) = &args.public_url {
-        config.public_url = Some(v.clone());
-    }
-    if let Some(v) = &args.workspace_id {
-        config.workspace_id = v.clone();
-    }
-    if let Some(v) = &args.rsync_addr {
-        config.rsync_addr = Some(v.clone());
-    }
-    if let Some(v) = &args.peers {
-        config.peers = parse_peers(v).map_err(anyhow::Error::msg)?;
-    }
-    let overrides = [
-        (
-            args.heartbeat_interval_ms,
-            &mut config.heartbeat_interval_ms,
-        ),
-        (
-            args.election_timeout_ms_min,
-            &mut config.election_timeout_ms_min,
-        ),
-        (
-            args.election_timeout_ms_max,
-            &mut config.election_timeout_ms_max,
-        ),
-        (args.snapshot_log_entries, &mut config.snapshot_log_entries),
-        (
-            args.snapshot_log_entries_kept,
-            &mut config.snapshot_log_entries_kept,
-        ),
-        (args.chunk_gc_grace_ms, &mut config.chunk_gc_grace_ms),
-        (
-            args.presign_expires_s_max,
-            &mut config.presign_expires_s_max,
-        ),
-        (args.scrub_bytes_per_s, &mut config.scrub_bytes_per_s),
-        (
-            args.scrub_pass_interval_ms,
-            &mut config.scrub_pass_interval_ms,
-        ),
-    ];
-    for (flag, field) in overrides {
-        if let Some(v) = flag {
-            *field = v;
-        }
-    }
-    config.validate().map_err(anyhow::Error::msg)?;
-    Ok(config)
-}
 
 /// The cluster secret: the configured file, else `<data_dir>/cluster.secret`,
 /// which a `--dev` node creates on its first start.
@@ -225,6 +57,10 @@ fn raise_open_file_limit() {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
+    if args.print_config {
+        print!("{}", print_config(&config)?);
+        return Ok(());
+    }
     raise_open_file_limit();
     let peer_addr = config.peer_addr().map_err(anyhow::Error::msg)?;
     let secret = cluster_secret(&config)?;

@@ -108,6 +108,7 @@ pub fn errno_of(error: &Error) -> i32 {
         {
             libc::EACCES
         }
+        Error::Rejected { code, .. } if code == "no_space" => libc::ENOSPC,
         Error::VersionMismatch(_) => libc::EAGAIN,
         Error::NotLeader { .. }
         | Error::Unavailable(_)

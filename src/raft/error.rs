@@ -18,6 +18,9 @@ pub enum NodeError {
     Timeout(String),
     #[error("rejected: {0}")]
     Rejected(String),
+    /// A member's data disk is below its free-space reserve (`disk_guard`).
+    #[error("no space: {0}")]
+    NoSpace(String),
 }
 
 impl From<ReadIndexError> for NodeError {

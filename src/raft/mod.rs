@@ -7,6 +7,7 @@
 //! a node that does not lead to the leader. The API layer talks to `node` only.
 
 pub mod chunk_fetch;
+pub mod disk_guard;
 pub mod error;
 pub mod forward;
 pub mod log_store;

@@ -93,6 +93,8 @@ pub struct Node {
     pub peer_tls: ClientTlsConfig,
     /// What the chunk scrubber found since start.
     pub scrub: Arc<ScrubStats>,
+    /// The data disk's free-space reserve (`disk_guard`).
+    pub disk_guard: super::disk_guard::DiskGuard,
     /// The last count of the chunk store (`report`).
     pub(super) chunk_usage: super::report::ChunkUsageCache,
     /// A leader that heard from no quorum for this long refuses writes.
@@ -163,12 +165,17 @@ impl Node {
             peer_tls,
             scrub: Arc::new(ScrubStats::default()),
             chunk_usage: Default::default(),
+            disk_guard: super::disk_guard::DiskGuard::new(
+                config.data_dir.clone(),
+                config.disk_reserve_bytes,
+            ),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
             stop,
         });
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
+        tokio::spawn(disk_watch_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
         tokio::spawn(chunk_repair_worker(node.clone()));
         tokio::spawn(quorum_watch(node.clone(), config.heartbeat_interval_ms));
@@ -220,8 +227,18 @@ impl Node {
     /// Proposes a client write through the group-commit proposer (leader only).
     pub async fn write(&self, command: ClientCommand) -> Committed {
         self.check_leader()?;
+        self.check_room(&command)?;
         self.unless_quorum_lost(self.proposer.propose(command))
             .await
+    }
+
+    /// `Err(NoSpace)` for a command that adds data while a member is short of
+    /// disk space (`disk_guard`).
+    fn check_room(&self, command: &ClientCommand) -> Result<(), NodeError> {
+        if command.command.adds_data() {
+            self.disk_guard.check(self.id)?;
+        }
+        Ok(())
     }
 
     /// Proposes one large command as its own entry, bypassing group commit: object
@@ -229,6 +246,7 @@ impl Node {
     /// pipeline the leader's append with the followers' (the caller bounds how many).
     pub async fn write_alone(&self, command: ClientCommand) -> Committed {
         self.check_leader()?;
+        self.check_room(&command)?;
         let request = Request {
             now_ms: now_ms(),
             commands: vec![command],
@@ -661,6 +679,32 @@ async fn probe_peers(
         members.insert(*id, hello.addr);
     }
     Some(members)
+}
+
+/// While leading, asks the members how much disk space they have, so writes
+/// stop before any of them runs out (`disk_guard`). Runs until shutdown.
+async fn disk_watch_worker(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    let poll = Duration::from_millis(super::disk_guard::DISK_GUARD_POLL_MS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => return,
+        }
+        if node.metrics().state != ServerState::Leader {
+            node.disk_guard.set_short_members(BTreeMap::new());
+            continue;
+        }
+        let short = node
+            .member_reports()
+            .await
+            .into_iter()
+            .filter_map(|m| m.report.ok())
+            .map(|r| (r.id, r.room()))
+            .filter(|(_, room)| room.is_short())
+            .collect();
+        node.disk_guard.set_short_members(short);
+    }
 }
 
 /// While leading, proposes a sweep whenever there is something to sweep. Runs

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::disk_guard::Room;
 use super::node::{MemberInfo, Node};
 use super::types::NodeId;
 use crate::chunkstore::Usage;
@@ -16,7 +17,7 @@ use crate::proto::raft::RaftPayload;
 /// How long a member has to answer before it is shown as unreachable.
 pub const MEMBER_REPORT_TIMEOUT_MS: u64 = 1_000;
 /// Counting the chunk store reads every file's metadata: reuse a count this recent.
-const CHUNK_USAGE_CACHE_MS: u64 = 5_000;
+const CHUNK_USAGE_CACHE_MS: u64 = 30_000;
 
 /// One node's own account of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,18 @@ pub struct NodeReport {
     pub chunks_missing: u64,
     /// Leader only: how long since a quorum acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Free bytes on the data disk, and the reserve it must keep (`disk_guard`).
+    pub disk_free_bytes: u64,
+    pub disk_reserve_bytes: u64,
+}
+
+impl NodeReport {
+    pub fn room(&self) -> Room {
+        Room {
+            free_bytes: self.disk_free_bytes,
+            reserve_bytes: self.disk_reserve_bytes,
+        }
+    }
 }
 
 /// A member and what it answered.
@@ -68,6 +81,7 @@ impl Node {
     pub async fn report(&self) -> NodeReport {
         let metrics = self.metrics();
         let usage = self.chunk_usage().await;
+        let room = self.disk_guard.own_room();
         NodeReport {
             id: self.id,
             role: self.role_name().to_string(),
@@ -80,6 +94,8 @@ impl Node {
             chunk_bytes: usage.bytes,
             chunks_missing: self.chunks_missing(),
             millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            disk_free_bytes: room.free_bytes,
+            disk_reserve_bytes: room.reserve_bytes,
         }
     }
 

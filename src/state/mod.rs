@@ -62,6 +62,35 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether this command stores new data (refused while a member's disk is
+    /// below its reserve). Removals, acks, leases, renames, attribute changes,
+    /// tokens and sweeps do not: they keep an operator able to make room.
+    pub fn adds_data(&self) -> bool {
+        use fs::FsCommand as F;
+        use kv::KvCommand as K;
+        use object::ObjectCommand as O;
+        use queue::QueueCommand as Q;
+        match self {
+            Command::Kv(c) => matches!(c, K::Put { .. } | K::CreateNamespace { .. }),
+            Command::Queue(c) => matches!(c, Q::Send { .. } | Q::Create { .. }),
+            Command::Object(c) => matches!(
+                c,
+                O::PutChunk { .. } | O::Put(_) | O::Copy { .. } | O::CreateBucket { .. }
+            ),
+            Command::Fs(c) => matches!(
+                c,
+                F::CreateFs { .. }
+                    | F::Make { .. }
+                    | F::MakeDirs { .. }
+                    | F::Link { .. }
+                    | F::Write { .. }
+                    | F::PutFile { .. }
+                    | F::SetXattr { .. }
+            ),
+            Command::Auth(_) | Command::Sweep(_) => false,
+        }
+    }
+
     /// About how many bytes this command adds to a Raft entry, for group commit's
     /// byte bound (an estimate: bincode adds small length prefixes).
     pub fn size_bytes(&self) -> usize {
