@@ -145,13 +145,17 @@ pub fn record_kind(key: &[u8]) -> &'static str {
         Some(keys::FS_INODE) => "inodes",
         Some(keys::FS_DIRENT) => "directory_entries",
         Some(keys::FS_XATTR) => "xattrs",
+        Some(keys::FS_BLOCK) => "file_blocks",
+        Some(keys::FS_LEASE) => "file_handle_leases",
         Some(keys::CLIENT) => "client_sessions",
+        Some(keys::SESSION_RESULT) => "session_outcomes",
+        Some(keys::META) => "meta",
         _ => "other",
     }
 }
 
 /// If `key` is a chunk record, the chunk it names and its length.
-fn named_chunk(key: &[u8], value: &[u8]) -> Option<io::Result<(Hash, u32)>> {
+pub fn named_chunk(key: &[u8], value: &[u8]) -> Option<io::Result<(Hash, u32)>> {
     if key.first() != Some(&keys::CHUNK) {
         return None;
     }
