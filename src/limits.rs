@@ -227,6 +227,9 @@ pub const BACKUP_PIECES_QUEUED_MAX: usize = 4;
 /// ends. Each copies the state tree to a file in `snapshots/` first.
 pub const BACKUPS_IN_FLIGHT_MAX: usize = 1;
 const _: () = assert!(BACKUP_PIECE_BYTES_MAX * 2 < GRPC_MESSAGE_BYTES_MAX);
+/// Longest a backup waits for its client to take the next piece; a client that
+/// stalls longer (alive, but not reading) loses the stream and frees the slot.
+pub const BACKUP_CLIENT_STALL_MS_MAX: u64 = 60_000;
 
 /// Attempts the SDK makes for one call (leader changes, transport errors).
 pub const CLIENT_RETRIES_MAX: u32 = 30;

@@ -106,6 +106,7 @@ pub(super) async fn run(command: AdminCommand, connection: &Connection) -> anyho
                     http_addr: config.http_addr,
                 },
             };
+            let addr = target.addr.clone();
             let summary =
                 tokio::task::spawn_blocking(move || restore::restore(&file, &target)).await??;
             println!(
@@ -114,8 +115,12 @@ pub(super) async fn run(command: AdminCommand, connection: &Connection) -> anyho
             );
             print_summary(&summary);
             println!(
-                "start it with: cairn server --id {node_id} --data-dir {} --grpc-addr … --http-addr … --peer-addr … --peers {node_id}=<peer addr> --cluster-secret-file …",
-                data_dir.display()
+                "start it with: cairn server --id {node_id} --data-dir {} --grpc-addr {} --http-addr {} --peer-addr {} --peers {node_id}={} --cluster-secret-file FILE",
+                data_dir.display(),
+                addr.grpc_addr,
+                addr.http_addr,
+                addr.peer_addr,
+                addr.peer_addr
             );
             Ok(())
         }

@@ -3,12 +3,14 @@
 //! The node writes the backup file (`raft::backup`) on a blocking thread into a
 //! bounded queue of pieces (`BACKUP_PIECES_QUEUED_MAX` of at most
 //! `BACKUP_PIECE_BYTES_MAX`), which the stream drains: a slow client slows the
-//! reader down rather than filling memory. A failure part-way ends the stream
-//! with an error status after the pieces already sent.
+//! reader down rather than filling memory, and one that takes nothing for
+//! `BACKUP_CLIENT_STALL_MS_MAX` loses the stream. A failure part-way ends the
+//! stream with an error status after the pieces already sent.
 
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -17,7 +19,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::api::error::ApiError;
 use crate::clock::now_ms;
-use crate::limits::{BACKUP_PIECES_QUEUED_MAX, BACKUP_PIECE_BYTES_MAX};
+use crate::limits::{BACKUP_CLIENT_STALL_MS_MAX, BACKUP_PIECES_QUEUED_MAX, BACKUP_PIECE_BYTES_MAX};
 use crate::proto::v1::{self, admin_server::Admin};
 use crate::raft::backup::BackupSource;
 use crate::raft::{Node, NodeError};
@@ -39,10 +41,12 @@ impl AdminGrpc {
 type Piece = Result<v1::BackupPiece, Status>;
 
 /// Cuts what the backup writer writes into pieces and queues them, blocking
-/// while the queue is full. Call only from a blocking thread.
+/// while the queue is full (at most `BACKUP_CLIENT_STALL_MS_MAX` per piece).
+/// Call only from a blocking thread.
 struct PieceWriter {
     queue: mpsc::Sender<Piece>,
     piece: Vec<u8>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl PieceWriter {
@@ -51,9 +55,22 @@ impl PieceWriter {
             return Ok(());
         }
         let data = std::mem::replace(&mut self.piece, Vec::with_capacity(BACKUP_PIECE_BYTES_MAX));
-        self.queue
-            .blocking_send(Ok(v1::BackupPiece { data: data.into() }))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let stall = Duration::from_millis(BACKUP_CLIENT_STALL_MS_MAX);
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            stall,
+            self.queue.send(Ok(v1::BackupPiece { data: data.into() })),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took no data for {BACKUP_CLIENT_STALL_MS_MAX} ms"),
+            )),
+        }
     }
 }
 
@@ -95,6 +112,7 @@ impl Admin for AdminGrpc {
         let writer = PieceWriter {
             queue: queue.clone(),
             piece: Vec::with_capacity(BACKUP_PIECE_BYTES_MAX),
+            runtime: tokio::runtime::Handle::current(),
         };
         tokio::spawn(async move {
             if let Err(e) = prepared.write(source, writer).await {
