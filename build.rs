@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cairn/v1/object.proto",
         "proto/cairn/v1/fs.proto",
         "proto/cairn/v1/import.proto",
+        "proto/cairn/v1/admin.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

@@ -221,6 +221,19 @@ pub const LOG_BYTES_SNAPSHOT_TRIGGER: u64 = 256 * 1024 * 1024;
 /// Entries appended since the last snapshot that trigger a new one.
 pub const LOG_ENTRIES_SNAPSHOT_TRIGGER: u64 = 10_000;
 
+/// Bytes of one message of a backup stream (`Admin.Backup`).
+pub const BACKUP_PIECE_BYTES_MAX: usize = 1024 * 1024;
+/// Pieces a backup keeps queued between the node's reader and the gRPC stream:
+/// with the piece size, bounds what a backup holds in memory whatever its size.
+pub const BACKUP_PIECES_QUEUED_MAX: usize = 4;
+/// Backups one node streams at once; another is refused (`unavailable`) until it
+/// ends. Each copies the state tree to a file in `snapshots/` first.
+pub const BACKUPS_IN_FLIGHT_MAX: usize = 1;
+const _: () = assert!(BACKUP_PIECE_BYTES_MAX * 2 < GRPC_MESSAGE_BYTES_MAX);
+/// Longest a backup waits for its client to take the next piece; a client that
+/// stalls longer (alive, but not reading) loses the stream and frees the slot.
+pub const BACKUP_CLIENT_STALL_MS_MAX: u64 = 60_000;
+
 /// Attempts the SDK makes for one call (leader changes, transport errors).
 pub const CLIENT_RETRIES_MAX: u32 = 30;
 /// Backoff between SDK attempts: starts here and doubles up to the cap.

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../fuzz/harness/backup.rs"]
+mod backup;
 #[path = "../fuzz/harness/names.rs"]
 mod names;
 #[path = "../fuzz/harness/peer_payload.rs"]
@@ -18,7 +20,14 @@ mod snapshot;
 #[path = "../fuzz/harness/wal.rs"]
 mod wal;
 
-const TARGETS: [&str; 5] = ["peer_payload", "wal", "snapshot", "presign", "names"];
+const TARGETS: [&str; 6] = [
+    "peer_payload",
+    "wal",
+    "snapshot",
+    "presign",
+    "names",
+    "backup",
+];
 
 /// Runs one input through its target's harness: `Ok(what was accepted)` or
 /// `Err(the refusal)`. A panic is a bug.
@@ -29,6 +38,7 @@ fn run(target: &str, data: &[u8]) -> Result<String, String> {
         "snapshot" => snapshot::run(data).map(|(header, n)| format!("{} {n}", header.len())),
         "presign" => presign::run(data).map(|o| format!("{o:?}")),
         "names" => names::run(data).map(|()| "accepted".to_string()),
+        "backup" => backup::run(data),
         _ => panic!("no fuzz target {target}"),
     }
 }
@@ -106,6 +116,15 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("names", "fs-name-dotdot", Refused("file system name")),
     ("names", "kv-command-claims-4gib", Refused("io error")),
     ("names", "random-kv-command", Refused("")),
+    ("backup", "empty", Refused("empty input")),
+    ("backup", "file-empty", Refused("truncated")),
+    ("backup", "snapshot-not-backup", Refused("bad magic")),
+    ("backup", "manifest-claims-4gib", Refused("manifest claims")),
+    ("backup", "valid", Accepted("3 1")),
+    ("backup", "valid-chunk-flipped", Refused("does not match its hash")),
+    ("backup", "valid-cut-before-trailer", Refused("without its trailer")),
+    ("backup", "written-then-cut", Accepted("3 1")),
+    ("backup", "written-then-flipped", Accepted("3 1")),
 ];
 
 fn inputs_dir() -> PathBuf {
@@ -413,6 +432,33 @@ fn names_inputs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+fn backup_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let records: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        (0u8..2).map(|i| (vec![b'K', i], vec![i; 5])).collect();
+    let valid = backup::file_of(&records, b"chunk bytes");
+    let mut chunk_flipped = valid.clone();
+    // The chunk's last byte: before the chunk section's end frame and the trailer.
+    let at = valid.len() - (5 + 48) - (5 + 32) - 1;
+    chunk_flipped[at] ^= 0x01;
+    let before_trailer = &valid[..valid.len() - 37];
+    let mut manifest_claims = b"CAIRNBK1".to_vec();
+    manifest_claims.extend_from_slice(&u32::MAX.to_be_bytes());
+    let records_input = [2, b'K', 0, 5, 0, 0, 0, 0, 0, 2, b'K', 1, 1, 1];
+    let cut = [&[1u8, 100, 0, 0][..], &records_input].concat();
+    let flipped = [&[1u8, 60, 0, 0x40][..], &records_input].concat();
+    vec![
+        ("empty", Vec::new()),
+        ("file-empty", vec![0]),
+        ("snapshot-not-backup", with_mode(0, b"CAIRNSN2\0\0\0\0")),
+        ("manifest-claims-4gib", with_mode(0, &manifest_claims)),
+        ("valid", with_mode(0, &valid)),
+        ("valid-chunk-flipped", with_mode(0, &chunk_flipped)),
+        ("valid-cut-before-trailer", with_mode(0, before_trailer)),
+        ("written-then-cut", cut),
+        ("written-then-flipped", flipped),
+    ]
+}
+
 /// Writes the hand-made inputs (run with `--ignored` after changing them).
 #[test]
 #[ignore]
@@ -423,6 +469,7 @@ fn write_hand_made_inputs() {
         ("snapshot", snapshot_inputs()),
         ("presign", presign_inputs()),
         ("names", names_inputs()),
+        ("backup", backup_inputs()),
     ];
     for (target, inputs) in all {
         let dir = inputs_dir().join(target);

@@ -130,6 +130,28 @@ pub fn interceptor(
     }
 }
 
+/// Like [`interceptor`], but a valid token is required even while the cluster is
+/// open (the admin service: a backup is every byte of the cluster).
+pub fn token_required_interceptor(
+    auth: Auth,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |request: tonic::Request<()>| {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match bearer(header) {
+            Some(token) if auth.valid(token)? => Ok(request),
+            Some(_) => Err(ApiError::Unauthenticated("the token is not valid".into()).into()),
+            None => Err(ApiError::Unauthenticated(
+                "admin calls need a token, even on a cluster without tokens: authorization: Bearer <token>"
+                    .into(),
+            )
+            .into()),
+        }
+    }
+}
+
 /// The cluster's presigning secret, created through Raft the first time one is needed.
 pub async fn presign_secret(node: &Node, route: Route) -> Result<[u8; 32], ApiError> {
     if let Some(secret) = auth::presign_secret(node.store.tree()).map_err(ApiError::from)? {

@@ -36,6 +36,7 @@ use crate::limits::{
 };
 use crate::peer_tls;
 use crate::proto::raft::raft_peer_server::RaftPeerServer;
+use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::v1::cluster_server::ClusterServer;
 use crate::proto::v1::fs_server::FsServer;
 use crate::proto::v1::import_server::ImportServer;
@@ -84,7 +85,8 @@ pub struct ListenerSecurity {
 }
 
 /// Serves client gRPC, peer gRPC and HTTP until `shutdown` resolves. Every client
-/// service passes the token check (`auth::interceptor`); the peer service is only
+/// service passes the token check (`auth::interceptor`; the admin service's
+/// `auth::token_required_interceptor` wants a token even on an open cluster); the peer service is only
 /// on the peer listener, behind the peer certificate (`peer_tls::require_peer`),
 /// and answers `UNAUTHENTICATED` to anyone calling it on the client listener.
 pub async fn serve(
@@ -154,6 +156,13 @@ pub async fn serve(
                 node.clone()
             ))),
             check,
+        ))
+        .add_service(InterceptedService::new(
+            bounded!(AdminServer::new(grpc::admin::AdminGrpc::new(
+                node.clone(),
+                &services.workspace_id
+            ))),
+            auth::token_required_interceptor(services.auth.clone()),
         ));
     let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.changed().await; // the sender lives until shutdown

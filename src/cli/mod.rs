@@ -81,7 +81,7 @@ pub enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Operator tasks on this machine.
+    /// Operator tasks: cluster secret, backup, verify, restore.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }
@@ -117,7 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             bench::run(&cli.endpoints, cli.token.as_deref(), command).await
         }
-        Command::Admin(command) => admin::run(command),
+        Command::Admin(command) => admin::run(command, cli).await,
     }
 }
 

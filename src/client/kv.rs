@@ -33,7 +33,7 @@ pub enum ReadConsistency {
 }
 
 impl ReadConsistency {
-    fn proto(self) -> i32 {
+    pub(super) fn proto(self) -> i32 {
         v1::Consistency::from_stale(self == ReadConsistency::Stale) as i32
     }
 

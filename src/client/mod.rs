@@ -20,6 +20,8 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
+pub use admin::BackupStream;
 mod error;
 mod fs;
 mod fs_ino;

@@ -82,6 +82,20 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(&e).into()
 }
 
+/// Writes the log of a restored data directory (`raft::restore`): no entries, the
+/// log purged up to `last_purged` (the restored state's position), and `vote`. The
+/// node then starts as one that installed a snapshot there and purged its log.
+pub fn seed(data_dir: &std::path::Path, vote: Vote, last_purged: LogId) -> std::io::Result<()> {
+    let meta = LogMeta {
+        vote: Some(vote),
+        last_purged: Some(last_purged),
+    };
+    let bytes = bincode::serialize(&meta).map_err(std::io::Error::other)?;
+    let wal = Wal::open(&data_dir.join("raft-log"), Some(last_purged.index))?;
+    assert_eq!(wal.last_index(), None, "a seeded log holds no entries");
+    wal.write_meta(&bytes)
+}
+
 impl LogStore {
     pub fn open(
         disk: Disk,

@@ -4,8 +4,10 @@
 //! half (`snapshot_floor` bounds how far the log may be purged); `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
 //! starts and stops it all; `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
-//! a node that does not lead to the leader. The API layer talks to `node` only.
+//! a node that does not lead to the leader; `backup` streams a point-in-time copy and
+//! `restore` seeds a new data directory from one. The API layer talks to `node` only.
 
+pub mod backup;
 pub mod chunk_fetch;
 pub mod disk_guard;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod peer_service;
 pub mod proposer;
 pub mod read_index;
 pub mod report;
+pub mod restore;
 pub mod scrub;
 pub mod sm_adapter;
 pub mod snapshot_floor;

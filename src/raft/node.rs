@@ -31,7 +31,9 @@ use crate::chunkstore::ChunkStore;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::disk::Disk;
-use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
+use crate::limits::{
+    Limits, BACKUPS_IN_FLIGHT_MAX, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX,
+};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
 use crate::state::{sweep, ClientCommand, Command, Request, Store};
@@ -102,6 +104,10 @@ pub struct Node {
     /// True while this node leads but heard from no quorum for that long.
     quorum_lost: watch::Sender<bool>,
     stop: watch::Sender<bool>,
+    /// The state machine openraft drives, for point-in-time copies (`backup`).
+    pub(super) state_machine: StateMachine,
+    /// Backups this node may stream at once (`BACKUPS_IN_FLIGHT_MAX`).
+    pub(super) backups: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -133,6 +139,7 @@ impl Node {
         let queue_activity = state_machine.queue_activity();
         let chunks_wanted = state_machine.chunks_wanted();
         let chunks_missing = chunk_fetch::count_missing(&store, &chunks);
+        let spare_state_machine = state_machine.clone();
         let raft = Raft::new(
             config.id,
             raft_config,
@@ -172,6 +179,8 @@ impl Node {
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
             stop,
+            state_machine: spare_state_machine,
+            backups: Arc::new(tokio::sync::Semaphore::new(BACKUPS_IN_FLIGHT_MAX)),
         });
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));

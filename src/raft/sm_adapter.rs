@@ -127,6 +127,33 @@ impl StateMachine {
         &self.chunks
     }
 
+    /// Copies the whole state tree, as of one applied index, into an anonymous
+    /// file in `snapshots/` (gone when closed, or after a crash). Applies wait
+    /// meanwhile, as while a snapshot is built: the copy is a local sequential
+    /// write of the tree without its chunk data, and without an fsync.
+    pub async fn spool_state(&self) -> io::Result<SpooledState> {
+        let _gate = self.gate.lock().await;
+        let started = std::time::Instant::now();
+        let applied = self.last_applied()?;
+        let membership = self.meta(META_MEMBERSHIP)?.unwrap_or_default();
+        let (store, dir) = (self.store.clone(), self.snapshots_dir.clone());
+        let file = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
+            let mut file = tempfile::tempfile_in(dir)?;
+            snapshot::dump(store.tree(), b"", &mut file)?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let gate_held_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(applied = ?applied, gate_held_ms, "copied the state for a backup");
+        Ok(SpooledState {
+            applied,
+            membership,
+            file,
+        })
+    }
+
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
         match self.store.meta(name).map_err(io::Error::other)? {
             Some(bytes) => crate::codec::decode_disk(&bytes)
@@ -213,14 +240,53 @@ fn load_snapshot_file(
     snapshot::load(store.tree(), file, |key| {
         raft_keys.iter().any(|k| k.as_slice() == key)
     })?;
-    let tree = store.tree();
+    write_raft_keys(store.tree(), meta)?;
+    disk.sync_blocking()
+}
+
+/// Records in the tree that it holds the state as of `meta`: last applied, membership.
+fn write_raft_keys(tree: &sled::Tree, meta: &SnapshotMeta) -> io::Result<()> {
     let last_applied = bincode::serialize(&meta.last_log_id).map_err(io::Error::other)?;
     let membership = bincode::serialize(&meta.last_membership).map_err(io::Error::other)?;
     tree.insert(keys::meta(META_LAST_APPLIED), last_applied)
         .map_err(io::Error::other)?;
     tree.insert(keys::meta(META_MEMBERSHIP), membership)
         .map_err(io::Error::other)?;
-    disk.sync_blocking()
+    Ok(())
+}
+
+/// Whether `key` is one of the Raft layer's own records in the state tree (the
+/// log position and membership it reflects), which a backup does not carry.
+pub fn is_raft_key(key: &[u8]) -> bool {
+    [META_LAST_APPLIED, META_MEMBERSHIP]
+        .iter()
+        .any(|name| keys::meta(name) == key)
+}
+
+/// Finishes a data directory whose state tree a restore filled (`raft::restore`):
+/// records `meta` in the tree, syncs it, and writes `snapshots/current.snap` of
+/// the whole tree, so the directory is exactly what a node holds right after it
+/// installed a snapshot at `meta` (its log is then purged up to it).
+pub fn seed_restored(disk: &Disk, meta: &SnapshotMeta) -> io::Result<()> {
+    let store = Store::open(&disk.db).map_err(io::Error::other)?;
+    write_raft_keys(store.tree(), meta)?;
+    disk.sync_blocking()?;
+    let dir = disk.dir().join("snapshots");
+    durable::create_dir_all(&dir)?;
+    let building = dir.join(BUILDING_FILE);
+    let header = bincode::serialize(meta).map_err(io::Error::other)?;
+    let mut file = std::fs::File::create(&building)?;
+    snapshot::dump(store.tree(), &header, &mut file)?;
+    file.sync_all()?;
+    durable::rename(&building, &dir.join(CURRENT_FILE))
+}
+
+/// A point-in-time copy of the state tree in an anonymous file (snapshot format,
+/// empty header), with the log position and membership it reflects.
+pub struct SpooledState {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub file: std::fs::File,
 }
 
 /// Deletes chunk files the state does not name. Only while no apply runs: apply

@@ -7,6 +7,7 @@
 //! sled, serde and `crate::limits`.
 
 pub mod auth;
+pub mod backup;
 pub mod chunks;
 pub mod error;
 pub mod fs;

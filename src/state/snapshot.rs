@@ -217,6 +217,42 @@ pub fn verify(input: impl Read) -> io::Result<(Vec<u8>, u64)> {
     }
 }
 
+/// A snapshot file read record by record, hashing as it goes: for callers that
+/// stream a snapshot somewhere other than a tree (a backup). The trailer is
+/// checked when [`Records::next_record`] reaches it.
+pub struct Records<R: Read> {
+    reader: Reader<R>,
+    done: bool,
+}
+
+/// Opens a snapshot file for reading record by record; returns its header too.
+pub fn records<R: Read>(input: R) -> io::Result<(Vec<u8>, Records<R>)> {
+    let (reader, header) = Reader::open(input)?;
+    Ok((
+        header,
+        Records {
+            reader,
+            done: false,
+        },
+    ))
+}
+
+impl<R: Read> Records<R> {
+    /// The next `(key, value)`, or `None` once the trailer checked out.
+    pub fn next_record(&mut self) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.reader.next()? {
+            Item::Record(key, value) => Ok(Some((key, value))),
+            Item::End => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// Replaces the tree's content with the snapshot's, leaving out keys for which
 /// `skip` is true (the caller writes those last, so that a crash mid-load never
 /// leaves a half-loaded tree that claims to be complete). Callers [`verify`] the

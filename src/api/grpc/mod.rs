@@ -1,5 +1,6 @@
 //! gRPC services, one per file; `serve` mounts them with the peer service.
 
+pub mod admin;
 pub mod cluster;
 pub mod convert;
 pub mod fs;

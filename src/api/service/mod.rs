@@ -31,6 +31,8 @@ pub struct Services {
     pub fs: fs::FsApi,
     /// This node's import jobs (shared by every route: they live in memory).
     pub import: import::ImportService,
+    /// The cluster's workspace id (the REST protocol's; named in backups).
+    pub workspace_id: String,
 }
 
 impl Services {
@@ -65,6 +67,7 @@ impl Services {
             import: import::ImportService::new(&fs),
             fs,
             node,
+            workspace_id: config.workspace_id.clone(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Services {
             object: self.object.with_route(route),
             fs: self.fs.with_route(route),
             import: self.import.clone(),
+            workspace_id: self.workspace_id.clone(),
         }
     }
 }
