@@ -1,6 +1,6 @@
 //! The client-facing surface of a node: the transport-neutral services
 //! (`service`), and the fronts over them — gRPC (`grpc`), the HTTP routes
-//! (`http`, `http_objects`) and the platform REST protocol (`rest`).
+//! (`http`, `health`, `http_objects`) and the platform REST protocol (`rest`).
 //!
 //! Handlers parse requests, call a service and encode the result; `error` is
 //! the one place errors become gRPC statuses and HTTP responses.
@@ -12,6 +12,7 @@ pub mod chunk_upload;
 pub mod dashboard;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod http_objects;
 pub mod http_serve;

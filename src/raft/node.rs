@@ -95,6 +95,8 @@ pub struct Node {
     pub scrub: Arc<ScrubStats>,
     /// The last count of the chunk store (`report`).
     pub(super) chunk_usage: super::report::ChunkUsageCache,
+    /// The leader's last log index as last asked (`leader_last_log_index`).
+    pub(super) leader_index: super::report::LeaderIndexCache,
     /// A leader that heard from no quorum for this long refuses writes.
     election_timeout_ms_min: u64,
     /// True while this node leads but heard from no quorum for that long.
@@ -163,6 +165,7 @@ impl Node {
             peer_tls,
             scrub: Arc::new(ScrubStats::default()),
             chunk_usage: Default::default(),
+            leader_index: Default::default(),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
             stop,
