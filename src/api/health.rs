@@ -1,5 +1,6 @@
 //! Probes for supervisors and load balancers: `/healthz` (the process serves
-//! HTTP) and `/readyz` (this node can take part in the cluster now).
+//! HTTP) and `/readyz` (this node can take part in the cluster now); beside
+//! them `/metrics` (`api::metrics`), for the scraper that watches the same.
 //!
 //! Both are unauthenticated: they reveal only ready or not and a reason, and
 //! reasons name node ids and index figures, never addresses. [`readiness`] is
@@ -30,6 +31,7 @@ pub fn routes() -> Router<Services> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics::metrics))
 }
 
 /// What a ready node reports beside `"ready": true`.
