@@ -84,6 +84,12 @@ pub struct Config {
     /// Where this node's rsync daemon (for `lep storage upload --rsync`) listens;
     /// none: no daemon. Needs root, /dev/fuse and Debian's `rsync`.
     pub rsync_addr: Option<String>,
+    /// `/metrics` without a token even once the cluster has tokens (for
+    /// scrapers on a trusted network). While there are no tokens it is open
+    /// anyway, like every other route.
+    pub metrics_public: bool,
+    /// How the node writes its log lines to stderr.
+    pub log_format: LogFormat,
     pub limits: Limits,
 }
 
@@ -93,6 +99,16 @@ fn peers_as_table<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_map(peers.iter().map(|(id, addr)| (id.to_string(), addr)))
+}
+
+/// The form of log lines: `text` for people, `json` (one object a line) for
+/// log collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The workspace id when none is configured.
@@ -145,6 +161,8 @@ impl Default for Config {
             tokens: Vec::new(),
             workspace_id: DEFAULT_WORKSPACE_ID.into(),
             rsync_addr: None,
+            metrics_public: false,
+            log_format: LogFormat::Text,
             limits: Limits::default(),
         }
     }
@@ -288,6 +306,17 @@ mod tests {
         assert_eq!(default_peer_addr("[::1]:7400").unwrap(), "[::1]:7401");
         assert!(default_peer_addr("host:65535").is_err());
         assert!(default_peer_addr("host").is_err());
+    }
+
+    #[test]
+    fn the_log_format_and_public_metrics_come_from_the_file() {
+        let config =
+            Config::from_toml("dev = true\nlog_format = \"json\"\nmetrics_public = true\n")
+                .unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.metrics_public);
+        assert_eq!(Config::default().log_format, LogFormat::Text);
+        assert!(Config::from_toml("log_format = \"xml\"").is_err());
     }
 
     #[test]

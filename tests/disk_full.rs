@@ -148,6 +148,20 @@ async fn a_node_short_of_disk_stops_writes_stays_a_member_and_recovers() {
         .await
         .expect("a delete works"));
 
+    // Its readiness says why.
+    let ready = request("GET", &cluster.node(3).http.clone(), "/readyz", &[], b"").await;
+    assert_eq!(
+        ready.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    assert!(
+        String::from_utf8_lossy(&ready.body).contains("disk space low"),
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+
     // In gRPC terms the refusal is RESOURCE_EXHAUSTED.
     let leader_grpc = cluster.node(leader).grpc.clone();
     let mut raw = KvClient::connect(format!("http://{leader_grpc}"))
@@ -189,6 +203,12 @@ async fn a_node_short_of_disk_stops_writes_stays_a_member_and_recovers() {
     std::fs::remove_file(data.join("filler")).unwrap();
     eventually(GUARD_WAIT, || client.put("ns", b"after", b"v")).await;
     assert!(cluster.node(3).exited().is_none(), "node 3 exited");
+    let node3_http = cluster.node(3).http.clone();
+    eventually(GUARD_WAIT, || async {
+        let ready = request("GET", &node3_http, "/readyz", &[], b"").await;
+        (ready.status == 200).then_some(()).ok_or(ready.status)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -61,6 +61,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         print!("{}", print_config(&config)?);
         return Ok(());
     }
+    // Only now is the log format known (flag, environment or config file).
+    super::logging::init(config.log_format);
+    crate::crash_point::setup_from_env();
     raise_open_file_limit();
     let peer_addr = config.peer_addr().map_err(anyhow::Error::msg)?;
     let secret = cluster_secret(&config)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::{parse_peers, Config};
+use crate::config::{parse_peers, Config, LogFormat};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -83,6 +83,12 @@ pub struct ServerArgs {
     /// FUSE mount of the `default` file system; needs root and rsync).
     #[arg(long, env = "CAIRN_RSYNC_ADDR")]
     rsync_addr: Option<String>,
+    /// Form of the log lines on stderr: text, or json (one object a line).
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Serve /metrics without a token even once the cluster has tokens.
+    #[arg(long, env = "CAIRN_METRICS_PUBLIC")]
+    metrics_public: bool,
     /// Test double for the chaos suite: serve linearizable reads from local state
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true, env = "CAIRN_UNSAFE_LOCAL_LINEARIZABLE_READS")]
@@ -134,6 +140,10 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     config.dev |= args.dev;
+    config.metrics_public |= args.metrics_public;
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
     config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
     config.unsafe_ack_before_fsync |= args.unsafe_ack_before_fsync;
     if let Some(v) = args.id {

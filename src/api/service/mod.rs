@@ -33,6 +33,8 @@ pub struct Services {
     pub import: import::ImportService,
     /// The cluster's workspace id (the REST protocol's; named in backups).
     pub workspace_id: String,
+    /// What `/metrics` keeps between scrapes, and whether it needs a token.
+    pub metrics: Arc<super::metrics::Exporter>,
 }
 
 impl Services {
@@ -65,6 +67,7 @@ impl Services {
                 config.presign_expires_s_max,
             ),
             import: import::ImportService::new(&fs),
+            metrics: Arc::new(super::metrics::Exporter::new(config.metrics_public)),
             fs,
             node,
             workspace_id: config.workspace_id.clone(),
@@ -82,6 +85,7 @@ impl Services {
             fs: self.fs.with_route(route),
             import: self.import.clone(),
             workspace_id: self.workspace_id.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
