@@ -4,7 +4,7 @@
 //! half (`snapshot_floor` bounds how far the log may be purged); `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
 //! starts and stops it all; `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
-//! a node that does not lead to the leader. The API layer talks to `node` only.
+//! a node that does not lead to the leader; `transfer` hands leadership to another voter. The API layer talks to `node` only.
 
 pub mod chunk_fetch;
 pub mod error;
@@ -19,6 +19,7 @@ pub mod report;
 pub mod scrub;
 pub mod sm_adapter;
 pub mod snapshot_floor;
+pub mod transfer;
 pub mod types;
 pub mod wal;
 
