@@ -168,7 +168,7 @@ impl Node {
             chunk_usage: Default::default(),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
-            transfer: Transfer::new(config.election_timeout_ms_max),
+            transfer: Transfer::new(config.election_timeout_ms_max, config.heartbeat_interval_ms),
             stop,
         });
         node.bootstrap(config).await?;

@@ -14,19 +14,24 @@
 //! steps down in doing so. The steps, in order:
 //!
 //! 1. wait until this leader has been in office for longer than its lease;
-//! 2. hold new writes here (they wait in `Transfer::admit`, at most
-//!    `TRANSFER_HOLD_MS_MAX`) and wait for the admitted ones to finish, so the
-//!    log stops growing;
+//! 2. hold new writes here (they wait in `Transfer::admit`, at most the hold
+//!    bound: the lease, a heartbeat and `TRANSFER_ELECTION_MS_MAX`) and wait for
+//!    the admitted ones to finish, so the log stops growing;
 //! 3. wait until the target holds this leader's whole log (replication metrics);
 //! 4. ask the target to campaign (`RaftPeer.Elect`, mutual TLS);
 //! 5. wait until this node follows a new leader; then release the held writes,
 //!    which now get `NotLeader` with the new leader's address (the SDK goes there).
+//!    If none is known a lease and a heartbeat after step 4, ask the target once
+//!    more.
 //!
 //! With 3 voters the leader's vote and the target's own are a majority: the new
 //! leader is in office one round trip after step 4. With 5, the other followers
-//! refuse until their leases pass (no heartbeat reaches them once the old leader
-//! stepped down), and the target's next round (an election timeout later) wins,
-//! unless another node's election timer fires first; the reply says who leads.
+//! refuse until their leases pass: no heartbeat reaches them once the old leader
+//! stepped down, so a lease later they grant any up-to-date candidate, while
+//! their own election timers fire only `election_timeout_ms_min` after that. The
+//! second request of step 5 falls in that window, and the target wins then: a
+//! 5-voter transfer holds writes for about a lease (2 s by default)
+//! instead of a round trip.
 //! Every failure after step 2 is answered `Rejected`, never a retryable error,
 //! so the SDK does not run a second transfer from the new leader.
 
@@ -40,8 +45,9 @@ use super::node::Node;
 use super::types::NodeId;
 use crate::proto::raft::RaftPayload;
 
-/// Longest time writes are held while the target catches up and campaigns.
-pub const TRANSFER_HOLD_MS_MAX: u64 = 3_000;
+/// Time the campaign gets beyond the lease and a heartbeat: writes are held at
+/// most `election_timeout_ms_max + heartbeat_interval_ms` + this.
+pub const TRANSFER_ELECTION_MS_MAX: u64 = 1_000;
 /// How long the leader gives the target's `Elect` RPC.
 const ELECT_RPC_TIMEOUT_MS: u64 = 2_000;
 /// Pause between two looks at the replication metrics.
@@ -60,6 +66,9 @@ pub struct Transfer {
     leader_since: std::sync::Mutex<Option<(u64, Instant)>>,
     /// openraft's leader lease: `election_timeout_max`.
     lease: Duration,
+    heartbeat: Duration,
+    /// The longest a transfer holds writes.
+    hold: Duration,
 }
 
 #[derive(Default)]
@@ -85,13 +94,17 @@ impl Drop for Admitted<'_> {
 }
 
 impl Transfer {
-    pub fn new(election_timeout_ms_max: u64) -> Self {
+    pub fn new(election_timeout_ms_max: u64, heartbeat_interval_ms: u64) -> Self {
+        let lease = Duration::from_millis(election_timeout_ms_max);
+        let heartbeat = Duration::from_millis(heartbeat_interval_ms);
         Transfer {
             gate: std::sync::Mutex::new(Gate::default()),
             changed: tokio::sync::Notify::new(),
             running: tokio::sync::Mutex::new(()),
             leader_since: std::sync::Mutex::new(None),
-            lease: Duration::from_millis(election_timeout_ms_max),
+            lease,
+            heartbeat,
+            hold: lease + heartbeat + Duration::from_millis(TRANSFER_ELECTION_MS_MAX),
         }
     }
 
@@ -102,10 +115,10 @@ impl Transfer {
     }
 
     /// Admits a write (keep the guard until it is committed), after waiting
-    /// while a transfer holds writes (at most `TRANSFER_HOLD_MS_MAX`): a write
-    /// must not lengthen the log the target is catching up on.
+    /// while a transfer holds writes (at most the hold bound): a write must not
+    /// lengthen the log the target is catching up on.
     pub async fn admit(&self) -> Admitted<'_> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(TRANSFER_HOLD_MS_MAX);
+        let deadline = tokio::time::Instant::now() + self.hold;
         loop {
             let opened = self.changed.notified();
             tokio::pin!(opened);
@@ -212,40 +225,51 @@ impl Node {
 
     /// Steps 3 to 5, with writes held.
     async fn hand_over(&self, target: NodeId) -> Result<NodeId, NodeError> {
-        let deadline = Instant::now() + Duration::from_millis(TRANSFER_HOLD_MS_MAX);
+        let hold_ms = self.transfer.hold.as_millis();
+        let deadline = Instant::now() + self.transfer.hold;
         if !self.transfer.drained(deadline).await {
             return Err(NodeError::Rejected(format!(
-                "writes in flight did not finish within {TRANSFER_HOLD_MS_MAX} ms; \
-                 leadership stays here"
+                "writes in flight did not finish within {hold_ms} ms; leadership stays here"
             )));
         }
         self.wait_target_caught_up(target, deadline).await?;
         self.ask_to_campaign(target).await?;
+        // Past this the other followers' leases are over (module doc).
+        let mut again_at = Some(Instant::now() + self.transfer.lease + self.transfer.heartbeat);
         loop {
-            let (state, leader) = {
-                let m = self.raft.metrics();
-                let m = m.borrow();
-                (m.state, m.current_leader)
-            };
-            match leader {
-                Some(id) if id != self.id && state != ServerState::Leader => {
-                    return if id == target {
-                        Ok(id)
-                    } else {
-                        Err(NodeError::Rejected(format!(
-                            "node {id} won the election instead of node {target}"
-                        )))
-                    };
-                }
-                _ => {}
+            if let Some(leader) = self.new_leader() {
+                return if leader == target {
+                    Ok(leader)
+                } else {
+                    Err(NodeError::Rejected(format!(
+                        "node {leader} won the election instead of node {target}"
+                    )))
+                };
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(NodeError::Rejected(format!(
                     "node {target} campaigned but no new leader was known within \
-                     {TRANSFER_HOLD_MS_MAX} ms; see `cairn cluster status`"
+                     {hold_ms} ms; see `cairn cluster status`"
                 )));
             }
+            if again_at.is_some_and(|at| now >= at) {
+                again_at = None;
+                if let Err(e) = self.ask_to_campaign(target).await {
+                    tracing::info!(error = %e, "second campaign request of a transfer");
+                }
+            }
             tokio::time::sleep(Duration::from_millis(TRANSFER_POLL_MS)).await;
+        }
+    }
+
+    /// The leader this node follows, once it no longer leads itself.
+    fn new_leader(&self) -> Option<NodeId> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            Some(id) if id != self.id && metrics.state != ServerState::Leader => Some(id),
+            _ => None,
         }
     }
 
@@ -294,7 +318,7 @@ impl Node {
             .expect("leader_since lock is never poisoned");
         let Some((_, since)) = since else { return };
         // One heartbeat of margin: `leader_since` is when this node noticed.
-        let ready = since + self.transfer.lease + Duration::from_millis(self.heartbeat_ms());
+        let ready = since + self.transfer.lease + self.transfer.heartbeat;
         let now = Instant::now();
         if ready > now {
             tokio::time::sleep(ready - now).await;
@@ -323,8 +347,9 @@ impl Node {
             }
             if Instant::now() >= deadline {
                 return Err(NodeError::Rejected(format!(
-                    "node {target} did not catch up within {TRANSFER_HOLD_MS_MAX} ms \
-                     (at {matched} of {last_log}); leadership stays here"
+                    "node {target} did not catch up within {} ms \
+                     (at {matched} of {last_log}); leadership stays here",
+                    self.transfer.hold.as_millis()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(TRANSFER_POLL_MS)).await;
@@ -341,7 +366,10 @@ impl Node {
             .ok_or_else(|| NodeError::Rejected(format!("node {target} left the cluster")))?;
         let refused =
             |why: String| NodeError::Rejected(format!("node {target} did not campaign: {why}"));
-        let mut client = self.peer_client(&peer_addr).await?;
+        let mut client = self
+            .peer_client(&peer_addr)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
         let call = client.elect(RaftPayload::default());
         let reply = tokio::time::timeout(Duration::from_millis(ELECT_RPC_TIMEOUT_MS), call)
             .await
@@ -361,14 +389,11 @@ impl Node {
         if !self.members().iter().any(|m| m.id == self.id && m.voter) {
             return Err(NodeError::Rejected("this node is not a voter".into()));
         }
+        tracing::info!("the leader hands over: campaigning now");
         self.raft
             .trigger()
             .elect()
             .await
             .map_err(|e| NodeError::Unavailable(e.to_string()))
-    }
-
-    fn heartbeat_ms(&self) -> u64 {
-        self.raft.config().heartbeat_interval
     }
 }
