@@ -88,7 +88,23 @@ pub struct Config {
     /// Where this node's rsync daemon (for `lep storage upload --rsync`) listens;
     /// none: no daemon. Needs root, /dev/fuse and Debian's `rsync`.
     pub rsync_addr: Option<String>,
+    /// `/metrics` without a token even once the cluster has tokens (for
+    /// scrapers on a trusted network). While there are no tokens it is open
+    /// anyway, like every other route.
+    pub metrics_public: bool,
+    /// How the node writes its log lines to stderr.
+    pub log_format: LogFormat,
     pub limits: Limits,
+}
+
+/// The form of log lines: `text` for people, `json` (one object a line) for
+/// log collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The workspace id when none is configured.
@@ -165,6 +181,8 @@ impl Default for Config {
             tokens: Vec::new(),
             workspace_id: DEFAULT_WORKSPACE_ID.into(),
             rsync_addr: None,
+            metrics_public: false,
+            log_format: LogFormat::Text,
             limits: Limits::default(),
         }
     }
@@ -339,6 +357,17 @@ mod tests {
         config.http_listen_addr = Some("0.0.0.0:7400".into());
         let error = config.validate().unwrap_err();
         assert!(error.contains("listen addresses"), "{error}");
+    }
+
+    #[test]
+    fn the_log_format_and_public_metrics_come_from_the_file() {
+        let config =
+            Config::from_toml("dev = true\nlog_format = \"json\"\nmetrics_public = true\n")
+                .unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(config.metrics_public);
+        assert_eq!(Config::default().log_format, LogFormat::Text);
+        assert!(Config::from_toml("log_format = \"xml\"").is_err());
     }
 
     #[test]

@@ -21,8 +21,10 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::durable;
+use crate::metrics::{self, FsyncFile};
 
 /// sled's page cache; bounds the node's memory for storage (sled's default is 1 GiB).
 const CACHE_BYTES_MAX: u64 = 128 * 1024 * 1024;
@@ -77,11 +79,14 @@ impl Disk {
     /// Makes every write made so far durable: sled flush, then fsync of the
     /// database file and of any new blob file.
     pub async fn sync(&self) -> io::Result<()> {
+        let started = Instant::now();
         self.db.flush_async().await.map_err(io::Error::other)?;
         let disk = self.clone();
         tokio::task::spawn_blocking(move || {
             disk.db_file.sync_data()?;
-            disk.sync_blobs()
+            disk.sync_blobs()?;
+            metrics::global().record_fsync(FsyncFile::StateDb, started.elapsed());
+            Ok(())
         })
         .await
         .map_err(io::Error::other)?
@@ -89,9 +94,12 @@ impl Disk {
 
     /// [`Disk::sync`] for callers already on a blocking thread.
     pub fn sync_blocking(&self) -> io::Result<()> {
+        let started = Instant::now();
         self.db.flush().map_err(io::Error::other)?;
         self.db_file.sync_data()?;
-        self.sync_blobs()
+        self.sync_blobs()?;
+        metrics::global().record_fsync(FsyncFile::StateDb, started.elapsed());
+        Ok(())
     }
 
     /// fsyncs blob files not synced before, then their directory.

@@ -6,6 +6,8 @@
 //! `limits` → `state` → `raft` → `api` → `cli`; `proto` is shared; `client` (the
 //! SDK) uses only `proto`, `limits` and its own error codes.
 //! - [`limits`]: every bound, in one place.
+//! - [`metrics`]: the event counters and histograms every layer records into
+//!   (`/metrics`; a leaf like `limits`).
 //! - [`chunk_ref`]: a chunk's name (hash and length), shared by every layer.
 //! - [`clock`]: the wall clock the leader stamps on proposals.
 //! - [`codec`]: bincode with explicit bounds for peer payloads and disk records.
@@ -38,6 +40,7 @@ pub mod disk;
 pub mod durable;
 pub mod errno;
 pub mod limits;
+pub mod metrics;
 pub mod mount;
 pub mod peer_tls;
 pub mod proto;

@@ -6,7 +6,8 @@
 //! again, while a node is cut off the network and reconnected, and while every
 //! node is restarted in turn; every acknowledged write is then read back from
 //! every node. Last, the whole cluster is stopped (SIGTERM) and started again: every
-//! container exits 0 in time and the data is still on the volumes.
+//! container exits 0 in time, the data is still on the volumes, and the health
+//! checks (`/readyz` inside each container) report healthy again.
 //!
 //! Method: `docker`/`docker-compose` commands, the SDK for writes and reads, the
 //! CLI for `wait-ready`. Skipped (with a message) where `docker info` fails;
@@ -203,6 +204,32 @@ impl Project {
         );
     }
 
+    /// Waits until Docker reports every node's container healthy (compose's
+    /// health check: `cairn admin probe --path /readyz` inside the container).
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + LEADER_WAIT;
+        for id in 1..=NODES {
+            let container = self.container(id);
+            loop {
+                let health = docker_ok(&[
+                    "inspect",
+                    "--format",
+                    "{{.State.Health.Status}}",
+                    &container,
+                ]);
+                if health == "healthy" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} is {health}: {}",
+                    docker_ok(&["inspect", "--format", "{{json .State.Health}}", &container])
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
     /// The id of the node that reports itself leader.
     async fn leader(&self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
@@ -329,9 +356,10 @@ async fn compose_cluster_keeps_acknowledged_writes_through_kill_partition_and_ro
         }
     };
 
-    // 1. Up: three nodes elect a leader.
+    // 1. Up: three nodes elect a leader and turn healthy (ready).
     project.compose(&["up", "-d"]);
     project.leader(LEADER_WAIT).await;
+    project.wait_healthy().await;
     let client = Client::connect(project.endpoints()).expect("client");
     common::eventually(LEADER_WAIT, || client.create_namespace(NAMESPACE)).await;
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
@@ -443,6 +471,7 @@ async fn compose_cluster_keeps_acknowledged_writes_through_kill_partition_and_ro
     for id in 1..=NODES {
         project.wait_ready(id);
     }
+    project.wait_healthy().await;
     check_every_node_has(&project, &acked).await;
     eprintln!("compose test took {:.0} s", started.elapsed().as_secs_f64());
 }

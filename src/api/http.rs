@@ -1,5 +1,5 @@
-//! The HTTP side of a node: health, status as JSON, the dashboard (`dashboard`),
-//! objects (`http_objects`). Every route here that writes is served by any node:
+//! The HTTP side of a node: health and readiness (`health`), status as JSON,
+//! the dashboard (`dashboard`), objects (`http_objects`). Every route here that writes is served by any node:
 //! it gets the services on `Route::Forward`.
 
 use axum::extract::State;
@@ -11,14 +11,14 @@ use serde_json::json;
 
 use super::grpc::convert::node_status;
 use super::service::Services;
-use super::{dashboard, http_objects};
+use super::{dashboard, health, http_objects};
 use crate::raft::Route;
 
 pub fn router(services: Services) -> Router {
     let services = services.with_route(Route::Forward);
     let status_routes = Router::new()
         .merge(dashboard::routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(health::routes())
         .route("/api/status", get(status))
         .with_state(services.clone());
     status_routes.merge(http_objects::routes().with_state(services))

@@ -1,6 +1,6 @@
 //! The client-facing surface of a node: the transport-neutral services
 //! (`service`), and the fronts over them — gRPC (`grpc`), the HTTP routes
-//! (`http`, `http_objects`) and the platform REST protocol (`rest`).
+//! (`http`, `health`, `http_objects`) and the platform REST protocol (`rest`).
 //!
 //! Handlers parse requests, call a service and encode the result; `error` is
 //! the one place errors become gRPC statuses and HTTP responses.
@@ -12,9 +12,12 @@ pub mod chunk_upload;
 pub mod dashboard;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod http_objects;
 pub mod http_serve;
+pub mod metrics;
+pub mod request_metrics;
 pub mod rest;
 pub mod service;
 pub mod tls;
@@ -24,7 +27,10 @@ use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Server, ServerTlsConfig};
+use tower::layer::util::{Identity, Stack};
 use tower::limit::ConcurrencyLimitLayer;
+
+use request_metrics::GrpcMetricsLayer;
 
 pub use service::Services;
 
@@ -58,9 +64,11 @@ macro_rules! bounded {
 /// The transport settings of every gRPC listener: windows, streams per
 /// connection, keepalive (a silent peer's connection is closed), and requests in
 /// flight across the whole listener (more wait for a slot).
-fn grpc_builder(
-) -> Server<tower::layer::util::Stack<ConcurrencyLimitLayer, tower::layer::util::Identity>> {
+/// Requests are counted and timed (`request_metrics`) outside the concurrency
+/// limit, so their latency includes the wait for a slot.
+fn grpc_builder() -> Server<Stack<ConcurrencyLimitLayer, Stack<GrpcMetricsLayer, Identity>>> {
     Server::builder()
+        .layer(GrpcMetricsLayer)
         .layer(ConcurrencyLimitLayer::new(GRPC_REQUESTS_IN_FLIGHT_MAX))
         .tcp_nodelay(true)
         .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
@@ -168,7 +176,9 @@ pub async fn serve(
     );
     let http_task = http_serve::serve(
         listeners.http,
-        http::router(services).merge(rest::router(rest)),
+        http::router(services)
+            .merge(rest::router(rest))
+            .layer(axum::middleware::from_fn(request_metrics::http_metrics)),
         security.client.as_ref().map(tls::ListenerTls::http),
         stop_rx,
     );

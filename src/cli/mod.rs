@@ -13,6 +13,7 @@ pub mod bench_object;
 pub mod bench_queue;
 pub mod cluster;
 pub mod kv;
+pub mod logging;
 pub mod mount;
 pub mod object;
 pub mod queue;

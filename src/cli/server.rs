@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::api::tls::ListenerTls;
 use crate::api::{ListenerSecurity, Listeners};
-use crate::config::{parse_peers, Config};
+use crate::config::{parse_peers, Config, LogFormat};
 use crate::limits::SHUTDOWN_GRACE_MS_MAX;
 use crate::peer_tls::{self, PeerTls};
 use crate::raft::types::NodeAddr;
@@ -95,6 +95,12 @@ pub struct ServerArgs {
     /// FUSE mount of the `default` file system; needs root and rsync).
     #[arg(long)]
     rsync_addr: Option<String>,
+    /// Form of the log lines on stderr: text, or json (one object a line).
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Serve /metrics without a token even once the cluster has tokens.
+    #[arg(long)]
+    metrics_public: bool,
     /// Test double for the chaos suite: serve linearizable reads from local state
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true)]
@@ -115,6 +121,10 @@ fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
         None => Config::default(),
     };
     config.dev |= args.dev;
+    config.metrics_public |= args.metrics_public;
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
     config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
     config.unsafe_ack_before_fsync |= args.unsafe_ack_before_fsync;
     if let Some(v) = args.id {
@@ -244,6 +254,9 @@ fn raise_open_file_limit() {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
+    // Only now is the log format known (flag, environment or config file).
+    super::logging::init(config.log_format);
+    crate::crash_point::setup_from_env();
     raise_open_file_limit();
     let peer_addr = config.peer_addr().map_err(anyhow::Error::msg)?;
     let secret = cluster_secret(&config)?;

@@ -32,6 +32,7 @@ use super::snapshot_floor::SnapshotFloor;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use super::wal::{self, Wal};
 use crate::disk::Disk;
+use crate::metrics::FsyncFile;
 
 /// Bytes of entries one `limited_get_log_entries` returns, which bounds one
 /// AppendEntries message (the first entry is always returned, whatever its size).
@@ -302,9 +303,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         }
         // 2. Make them durable. 3. Only then tell openraft they are stored.
-        let synced = tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(write_err)?;
+        let synced = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let synced = file.sync_data();
+            crate::metrics::global().record_fsync(FsyncFile::RaftLog, started.elapsed());
+            synced
+        })
+        .await
+        .map_err(write_err)?;
         let reported = synced
             .as_ref()
             .map(|_| ())

@@ -3,7 +3,7 @@
 //! `types` declares the type config; `log_store` and `sm_adapter` are the storage
 //! half (`snapshot_floor` bounds how far the log may be purged); `peer_client` / `peer_service` the network half; `proposer` (group commit)
 //! and `read_index` (batched linearizable reads) sit in front of openraft; `node`
-//! starts and stops it all; `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
+//! starts and stops it all; `observe` keeps what `/metrics` shows of Raft over time; `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
 //! a node that does not lead to the leader; `transfer` hands leadership to another voter. The API layer talks to `node` only.
 
 pub mod chunk_fetch;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod forward;
 pub mod log_store;
 pub mod node;
+pub mod observe;
 pub mod peer_client;
 pub mod peer_service;
 pub mod proposer;

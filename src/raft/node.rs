@@ -35,7 +35,7 @@ use crate::disk::Disk;
 use crate::limits::{Limits, LOG_BYTES_SNAPSHOT_TRIGGER, SWEEP_INTERVAL_MS, SWEEP_ITEMS_MAX};
 use crate::proto::raft::raft_peer_client::RaftPeerClient;
 use crate::proto::raft::RaftPayload;
-use crate::state::{sweep, ClientCommand, Command, Request, Store};
+use crate::state::{sweep, ClientCommand, Command, Request, Response, Store};
 
 /// How long a linearizable read waits for the local state to reach the read index.
 const READ_APPLY_WAIT_MS_MAX: u64 = 5_000;
@@ -85,7 +85,7 @@ pub struct Node {
     chunks_missing: std::sync::atomic::AtomicU64,
     /// Grace period of unreferenced chunks, proposed with each sweep.
     pub chunk_gc_grace_ms: u64,
-    disk: Disk,
+    pub(super) disk: Disk,
     growth: Arc<LogGrowth>,
     /// See `Config::unsafe_local_linearizable_reads`.
     unsafe_local_reads: bool,
@@ -96,6 +96,10 @@ pub struct Node {
     pub scrub: Arc<ScrubStats>,
     /// The last count of the chunk store (`report`).
     pub(super) chunk_usage: super::report::ChunkUsageCache,
+    /// The leader's last log index as last asked (`leader_last_log_index`).
+    pub(super) leader_index: super::report::LeaderIndexCache,
+    /// When the log reached each index, sampled (`replication_lag`).
+    pub(super) log_timeline: super::observe::LogTimeline,
     /// A leader that heard from no quorum for this long refuses writes.
     election_timeout_ms_min: u64,
     /// True while this node leads but heard from no quorum for that long.
@@ -166,11 +170,15 @@ impl Node {
             peer_tls,
             scrub: Arc::new(ScrubStats::default()),
             chunk_usage: Default::default(),
+            leader_index: Default::default(),
+            log_timeline: Default::default(),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
             transfer: Transfer::new(config.election_timeout_ms_max, config.heartbeat_interval_ms),
             stop,
         });
+        // Before bootstrap, so that the first election is seen.
+        super::observe::spawn_watch(&node);
         node.bootstrap(config).await?;
         tokio::spawn(sweep_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
@@ -699,8 +707,14 @@ async fn sweep_worker(node: Arc<Node>) {
         };
         // Counted like client writes, so a leadership transfer waits for it.
         let admitted = node.transfer.admit().await;
-        if let Err(e) = node.proposer.propose(command).await {
-            tracing::debug!(error = %e, "sweep not proposed");
+        match node.proposer.propose(command).await {
+            Ok((Ok(Response::Swept { removed_count }), _)) => {
+                let metrics = crate::metrics::global();
+                metrics.sweeps.inc();
+                metrics.sweep_items_removed.inc_by(removed_count);
+            }
+            Ok((outcome, _)) => tracing::warn!(?outcome, "a sweep answered something else"),
+            Err(e) => tracing::debug!(error = %e, "sweep not proposed"),
         }
         drop(admitted);
     }

@@ -92,6 +92,9 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Proposal>) {
                 Err(_) => break,
             }
         }
+        crate::metrics::global()
+            .proposal_batch_commands
+            .observe(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
             commit_batch(&raft, batch).await;

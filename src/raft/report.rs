@@ -2,6 +2,8 @@
 //! an operator's page shows (role, term, leader, log and applied index, chunk
 //! store). Members are asked over the peer listener (mutual TLS), in parallel,
 //! each with a bounded wait; one that does not answer is reported as such.
+//! Readiness (`api::health`) uses the same report to learn the leader's last
+//! log index on a follower (`leader_last_log_index`, cached briefly).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,6 +19,10 @@ use crate::proto::raft::RaftPayload;
 pub const MEMBER_REPORT_TIMEOUT_MS: u64 = 1_000;
 /// Counting the chunk store reads every file's metadata: reuse a count this recent.
 const CHUNK_USAGE_CACHE_MS: u64 = 5_000;
+/// A follower reuses the leader's last log index (and a failure to get it) this
+/// long, so readiness probes cost the leader at most one status call per
+/// follower per period, however often they come.
+pub const LEADER_INDEX_CACHE_MS: u64 = 1_000;
 
 /// One node's own account of itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +53,19 @@ pub struct MemberReport {
 /// The cached chunk store count (see `CHUNK_USAGE_CACHE_MS`).
 #[derive(Default)]
 pub struct ChunkUsageCache(Mutex<Option<(Instant, Usage)>>);
+
+/// The leader's last log index as this node last asked it (see
+/// `LEADER_INDEX_CACHE_MS`). An async lock: it is held across the ask, so
+/// probes that arrive together share one.
+#[derive(Default)]
+pub struct LeaderIndexCache(tokio::sync::Mutex<Option<LeaderIndexSeen>>);
+
+struct LeaderIndexSeen {
+    at: Instant,
+    leader: NodeId,
+    /// `None`: the leader did not answer.
+    last_log_index: Option<u64>,
+}
 
 impl Node {
     /// The role as the status pages name it.
@@ -111,6 +130,38 @@ impl Node {
             *cached = Some((Instant::now(), usage));
         }
         usage
+    }
+
+    /// The last log index of `leader` as its own report gives it: this node's
+    /// own figure when it is `leader`; else asked over the peer listener
+    /// (bounded by `MEMBER_REPORT_TIMEOUT_MS`) and reused for
+    /// `LEADER_INDEX_CACHE_MS`. `None` when the leader is not a member or did
+    /// not answer.
+    pub async fn leader_last_log_index(&self, leader: NodeId) -> Option<u64> {
+        if leader == self.id {
+            return Some(self.metrics().last_log_index.unwrap_or(0));
+        }
+        let fresh = Duration::from_millis(LEADER_INDEX_CACHE_MS);
+        let mut cached = self.leader_index.0.lock().await;
+        if let Some(seen) = cached.as_ref() {
+            if seen.leader == leader && seen.at.elapsed() < fresh {
+                return seen.last_log_index;
+            }
+        }
+        let member = self.members().into_iter().find(|m| m.id == leader)?;
+        let last_log_index = match self.ask_report(&member.addr.peer_addr).await {
+            Ok(report) => Some(report.last_log_index),
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "the leader did not report its log index");
+                None
+            }
+        };
+        *cached = Some(LeaderIndexSeen {
+            at: Instant::now(),
+            leader,
+            last_log_index,
+        });
+        last_log_index
     }
 
     /// Every member's report, asked in parallel.

@@ -353,6 +353,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.chunks
                 .delete(&chunk_files.deletes)
                 .map_err(sm_write_err)?;
+            crate::metrics::global()
+                .chunk_files_deleted
+                .inc_by(chunk_files.deletes.len() as u64);
         }
         if sent_to_queue {
             self.queue_activity.notify_waiters();

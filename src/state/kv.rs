@@ -378,6 +378,25 @@ pub struct KeyPage {
     pub next_cursor: String,
 }
 
+/// Every namespace with the number of keys it stores (expired keys the
+/// sweeper has not removed yet included). Reads every key: callers cache it
+/// (`/metrics` does).
+pub fn key_counts(tree: &sled::Tree) -> Result<Vec<(String, u64)>, ReadError> {
+    let mut out = Vec::new();
+    for item in tree.scan_prefix([keys::NAMESPACE]) {
+        let (key, value) = item?;
+        let record: NamespaceRecord = decode(&value)?;
+        let name = String::from_utf8_lossy(&key[1..]).into_owned();
+        let mut count = 0u64;
+        for key in tree.scan_prefix(keys::kv_prefix(record.id)).keys() {
+            key?;
+            count += 1;
+        }
+        out.push((name, count));
+    }
+    Ok(out)
+}
+
 /// Lists live keys starting with `prefix`, after `cursor` (hex of the last key of
 /// the previous page), at most `limit` (clamped to `LIST_PAGE_KEYS_MAX`).
 pub fn list_keys(

@@ -31,6 +31,8 @@ pub struct Services {
     pub fs: fs::FsApi,
     /// This node's import jobs (shared by every route: they live in memory).
     pub import: import::ImportService,
+    /// What `/metrics` keeps between scrapes, and whether it needs a token.
+    pub metrics: Arc<super::metrics::Exporter>,
 }
 
 impl Services {
@@ -63,6 +65,7 @@ impl Services {
                 config.presign_expires_s_max,
             ),
             import: import::ImportService::new(&fs),
+            metrics: Arc::new(super::metrics::Exporter::new(config.metrics_public)),
             fs,
             node,
         }
@@ -78,6 +81,7 @@ impl Services {
             object: self.object.with_route(route),
             fs: self.fs.with_route(route),
             import: self.import.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
