@@ -120,6 +120,7 @@ tar --numeric-owner --owner="$UID_CAIRN" --group="$UID_CAIRN" -rf "$tarball" -C 
   ./data ./secret
 
 version="$("$binary" --version 2>/dev/null | awk '{print $2}')"
+previous="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 docker import \
   --change 'ENTRYPOINT ["/usr/local/bin/cairn"]' \
   --change 'CMD ["--help"]' \
@@ -130,6 +131,13 @@ docker import \
   --change "LABEL org.opencontainers.image.title=cairn org.opencontainers.image.version=${version:-unknown}" \
   --message "cairn ${version:-unknown} from $(basename "$binary")" \
   "$tarball" "$tag" >/dev/null
+
+# The image this tag named before is left without a name: remove it, unless a
+# container still uses it (then `docker image rm` refuses, and that is fine).
+current="$(docker image inspect --format '{{.Id}}' "$tag")"
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 
 # The image must at least run its binary.
 docker run --rm --network none "$tag" --version >/dev/null \
