@@ -11,7 +11,7 @@
 #   --tag TAG       image name (default cairn:local)
 #   --no-strip      keep the binary's debug sections (default: strip them, which
 #                   keeps the symbol table, so panics still name functions)
-#   --strip-all     strip the symbol table too (release: 25 instead of 33 MiB;
+#   --strip-all     strip the symbol table too (release: 27 instead of 34 MiB;
 #                   backtraces then show addresses only)
 #
 # The image: ENTRYPOINT /usr/local/bin/cairn, CMD --help, user cairn (10001),
