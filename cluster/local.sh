@@ -3,6 +3,8 @@
 #
 #   cluster/local.sh up N        build, start nodes 1..N, wait for a leader
 #   cluster/local.sh down        stop the nodes this script started
+#   cluster/local.sh restart I   stop node I (SIGTERM) and start it again on its
+#                                data (one step of cluster/rolling-restart.sh)
 #   cluster/local.sh status [--json]   cairn cluster status against those nodes
 #
 # Node i gets id i, gRPC port CAIRN_BASE_GRPC_PORT+i-1, HTTP port
@@ -43,7 +45,7 @@ case "$cluster_dir" in
 esac
 
 usage() {
-  echo "usage: $0 up N | down | status [--json]" >&2
+  echo "usage: $0 up N | down | restart I | status [--json]" >&2
   exit 2
 }
 
@@ -86,6 +88,23 @@ is_our_node() {
   [[ "$args" == *" server "* && "$args" == *"--data-dir $data_dir"* ]]
 }
 
+# Starts node $2 with binary $1 and peers map $3, in the background.
+start_node() {
+  local bin="$1" i="$2" peers="$3" dir="$cluster_dir/node$2"
+  mkdir -p "$dir"
+  NO_COLOR="${NO_COLOR:-1}" nohup "$bin" server \
+    --id "$i" \
+    --data-dir "$dir" \
+    --grpc-addr "127.0.0.1:$(( grpc_base + i - 1 ))" \
+    --http-addr "127.0.0.1:$(( http_base + i - 1 ))" \
+    --peer-addr "127.0.0.1:$(( peer_base + i - 1 ))" \
+    --cluster-secret-file "$cluster_dir/cluster.secret" \
+    --peers "$peers" \
+    >> "$dir/node.log" 2>&1 < /dev/null &
+  echo $! > "$dir/node.pid"
+  log "node $i: pid $!, gRPC 127.0.0.1:$(( grpc_base + i - 1 )), HTTP http://127.0.0.1:$(( http_base + i - 1 ))/, log $dir/node.log"
+}
+
 cmd_up() {
   local count="${1:-}"
   [[ "$count" =~ ^[1-9][0-9]*$ ]] || usage
@@ -111,20 +130,9 @@ cmd_up() {
   echo "$endpoints" > "$cluster_dir/endpoints"
   [[ -f "$cluster_dir/cluster.secret" ]] || "$bin" admin init-secret "$cluster_dir/cluster.secret" >/dev/null
 
+  echo "$peers" > "$cluster_dir/peers"
   for (( i = 1; i <= count; i++ )); do
-    dir="$cluster_dir/node$i"
-    mkdir -p "$dir"
-    NO_COLOR="${NO_COLOR:-1}" nohup "$bin" server \
-      --id "$i" \
-      --data-dir "$dir" \
-      --grpc-addr "127.0.0.1:$(( grpc_base + i - 1 ))" \
-      --http-addr "127.0.0.1:$(( http_base + i - 1 ))" \
-      --peer-addr "127.0.0.1:$(( peer_base + i - 1 ))" \
-      --cluster-secret-file "$cluster_dir/cluster.secret" \
-      --peers "$peers" \
-      >> "$dir/node.log" 2>&1 < /dev/null &
-    echo $! > "$dir/node.pid"
-    log "node $i: pid $!, gRPC 127.0.0.1:$(( grpc_base + i - 1 )), HTTP http://127.0.0.1:$(( http_base + i - 1 ))/, log $dir/node.log"
+    start_node "$bin" "$i" "$peers"
   done
 
   local deadline=$(( SECONDS + UP_WAIT_SECS )) status=""
@@ -193,6 +201,29 @@ cmd_down() {
   log "stopped"
 }
 
+cmd_restart() {
+  local i="$1" dir="$cluster_dir/node$1" pid
+  [[ -f "$cluster_dir/peers" && -f "$cluster_dir/bin" ]] \
+    || die "no cluster recorded under $cluster_dir; run '$0 up N' first"
+  [[ -d "$dir" ]] || die "no node $i under $cluster_dir"
+  if [[ -f "$dir/node.pid" ]] && pid="$(cat "$dir/node.pid")" && is_our_node "$pid" "$dir"; then
+    kill -TERM "$pid"
+    local deadline=$(( SECONDS + DOWN_WAIT_SECS )) killed=0
+    while is_our_node "$pid" "$dir"; do
+      if (( SECONDS >= deadline )); then
+        (( killed )) && die "node $i (pid $pid) survived SIGKILL"
+        log "node $i (pid $pid) still running after ${DOWN_WAIT_SECS}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        killed=1
+        deadline=$(( SECONDS + DOWN_WAIT_SECS ))
+      fi
+      sleep 0.2
+    done
+    log "node $i stopped"
+  fi
+  start_node "$(cat "$cluster_dir/bin")" "$i" "$(cat "$cluster_dir/peers")"
+}
+
 cmd_status() {
   [[ -f "$cluster_dir/endpoints" ]] || die "no cluster recorded under $cluster_dir; run '$0 up N' first"
   local bin
@@ -203,6 +234,7 @@ cmd_status() {
 case "${1:-}" in
   up) shift; [[ $# -eq 1 ]] || usage; cmd_up "$1" ;;
   down) shift; [[ $# -eq 0 ]] || usage; cmd_down ;;
+  restart) shift; [[ $# -eq 1 && "$1" =~ ^[1-9][0-9]*$ ]] || usage; cmd_restart "$1" ;;
   status) shift; cmd_status "$@" ;;
   *) usage ;;
 esac

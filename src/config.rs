@@ -29,6 +29,14 @@ pub struct Config {
     /// Address for peer RPCs (Raft, read index, chunk fetch), mutual TLS between
     /// nodes only; default: the gRPC address with its port + 1.
     pub peer_addr: Option<String>,
+    /// Where the node binds its listeners, when that differs from the address
+    /// others dial (a container: bind `0.0.0.0:7400`, be dialled at a published
+    /// port or a service name). Each defaults to its address above
+    /// (`grpc_addr`, `http_addr`, `peer_addr`), which stays what the membership
+    /// stores, clients are sent to and peers dial.
+    pub grpc_listen_addr: Option<String>,
+    pub http_listen_addr: Option<String>,
+    pub peer_listen_addr: Option<String>,
     /// The cluster secret every node of the cluster shares (mode 0600, at least
     /// 32 bytes); default `<data_dir>/cluster.secret`, which `--dev` creates.
     pub cluster_secret_file: Option<PathBuf>,
@@ -123,6 +131,28 @@ impl Config {
         }
     }
 
+    /// Where the gRPC listener binds.
+    pub fn grpc_listen_addr(&self) -> String {
+        self.grpc_listen_addr
+            .clone()
+            .unwrap_or_else(|| self.grpc_addr.clone())
+    }
+
+    /// Where the HTTP listener binds.
+    pub fn http_listen_addr(&self) -> String {
+        self.http_listen_addr
+            .clone()
+            .unwrap_or_else(|| self.http_addr.clone())
+    }
+
+    /// Where the peer listener binds.
+    pub fn peer_listen_addr(&self) -> Result<String, String> {
+        match &self.peer_listen_addr {
+            Some(addr) => Ok(addr.clone()),
+            None => self.peer_addr(),
+        }
+    }
+
     /// Where the `local` file system lives.
     pub fn local_dir(&self) -> PathBuf {
         self.local_dir
@@ -140,6 +170,9 @@ impl Default for Config {
             grpc_addr: "127.0.0.1:7400".into(),
             http_addr: "127.0.0.1:7480".into(),
             peer_addr: None,
+            grpc_listen_addr: None,
+            http_listen_addr: None,
+            peer_listen_addr: None,
             cluster_secret_file: None,
             tls_cert: None,
             tls_key: None,
@@ -245,6 +278,18 @@ impl Config {
                 "peer_addr ({peer_addr}) must differ from grpc_addr and http_addr"
             ));
         }
+        let peer_listen_addr = self.peer_listen_addr()?;
+        let grpc_listen_addr = self.grpc_listen_addr();
+        let http_listen_addr = self.http_listen_addr();
+        if peer_listen_addr == grpc_listen_addr
+            || peer_listen_addr == http_listen_addr
+            || grpc_listen_addr == http_listen_addr
+        {
+            return Err(format!(
+                "the listen addresses (gRPC {grpc_listen_addr}, HTTP {http_listen_addr}, \
+                 peer {peer_listen_addr}) must all differ"
+            ));
+        }
         if let Some(addr) = self.peers.get(&self.id) {
             if addr != &peer_addr {
                 return Err(format!(
@@ -306,6 +351,25 @@ mod tests {
         assert_eq!(default_peer_addr("[::1]:7400").unwrap(), "[::1]:7401");
         assert!(default_peer_addr("host:65535").is_err());
         assert!(default_peer_addr("host").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_default_to_the_advertised_ones_and_must_differ() {
+        let mut config = Config {
+            dev: true,
+            grpc_addr: "127.0.0.1:17400".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.grpc_listen_addr(), "127.0.0.1:17400");
+        assert_eq!(config.peer_listen_addr().unwrap(), "127.0.0.1:17401");
+        config.grpc_listen_addr = Some("0.0.0.0:7400".into());
+        config.peer_listen_addr = Some("0.0.0.0:7401".into());
+        config.http_listen_addr = Some("0.0.0.0:7480".into());
+        config.validate().unwrap();
+        assert_eq!(config.peer_addr().unwrap(), "127.0.0.1:17401");
+        config.http_listen_addr = Some("0.0.0.0:7400".into());
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("listen addresses"), "{error}");
     }
 
     #[test]

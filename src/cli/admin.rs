@@ -1,6 +1,7 @@
 //! `cairn admin`: operator tasks. `init-secret`, `verify` and `restore` work on
 //! local files (no cluster call; `restore` wants no node running on its
-//! directory); `backup` streams a backup from one node over gRPC.
+//! directory); `probe` is a container health check (`admin_probe`); `backup`
+//! streams a backup from one node over gRPC.
 //!
 //! `backup` writes the stream to a temp file beside FILE, fsyncs it, verifies it
 //! as `verify` would, and only then renames it over FILE (and fsyncs the
@@ -26,8 +27,21 @@ pub enum AdminCommand {
     /// Write a new random cluster secret (mode 0600) for `--cluster-secret-file`.
     /// Every node of one cluster needs a copy of the same file.
     InitSecret {
-        /// Where to write it; refused if it exists.
+        /// Where to write it; refused if it exists (unless --if-missing).
         file: PathBuf,
+        /// Keep an existing file and exit 0 (for a container's first start).
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// GET a path on a node's HTTP port (plain HTTP) and exit 0 on a 2xx answer,
+    /// 1 otherwise: a health check for images without curl.
+    Probe {
+        /// The node's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        addr: String,
+        /// What to GET: /healthz (the process serves) or /readyz (ready for traffic).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
     },
     /// Stream a point-in-time backup of the whole cluster's state and data from
     /// the first of `--endpoints` (any node; needs a token) into FILE.
@@ -66,7 +80,11 @@ pub enum AdminCommand {
 
 pub(super) async fn run(command: AdminCommand, connection: &Connection) -> anyhow::Result<()> {
     match command {
-        AdminCommand::InitSecret { file } => {
+        AdminCommand::InitSecret { file, if_missing } => {
+            if if_missing && file.exists() {
+                println!("keeping the cluster secret {}", file.display());
+                return Ok(());
+            }
             peer_tls::create_secret(&file)
                 .with_context(|| format!("creating {}", file.display()))?;
             println!(
@@ -75,6 +93,7 @@ pub(super) async fn run(command: AdminCommand, connection: &Connection) -> anyho
             );
             Ok(())
         }
+        AdminCommand::Probe { addr, path } => super::admin_probe::run(&addr, &path),
         AdminCommand::Backup { to, stale } => backup(connection, &to, stale).await,
         AdminCommand::Verify { file } => {
             let summary =

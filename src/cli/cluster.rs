@@ -1,9 +1,17 @@
-//! `cairn cluster …`: status and online membership changes.
+//! `cairn cluster …`: status, online membership changes, leadership transfer,
+//! and waiting for a restarted node to catch up (the steps of a rolling restart,
+//! `cluster/rolling-restart.sh`).
+
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use serde_json::json;
 
 use crate::client::Client;
+use crate::proto::v1::NodeStatus;
+
+/// Pause between two looks of `wait-ready`.
+const WAIT_READY_POLL_MS: u64 = 250;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -28,6 +36,20 @@ pub enum ClusterCommand {
     Promote { id: u64 },
     /// Remove a node from the cluster.
     Remove { id: u64 },
+    /// Hand leadership to another voter (before restarting the leader).
+    TransferLeader {
+        /// The voter to lead (default: the one holding the most of the log).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Wait until node ID answers, knows a leader, holds every chunk and has
+    /// applied everything the leader had logged when it was first seen back.
+    WaitReady {
+        id: u64,
+        /// Give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_s: u64,
+    },
 }
 
 pub async fn run(client: Client, command: ClusterCommand) -> anyhow::Result<()> {
@@ -61,7 +83,93 @@ pub async fn run(client: Client, command: ClusterCommand) -> anyhow::Result<()> 
             println!("node {id} removed at log index {}", reply.log_index);
             Ok(())
         }
+        ClusterCommand::TransferLeader { to } => {
+            let leader = client.transfer_leader(to).await?;
+            println!("node {leader} leads");
+            Ok(())
+        }
+        ClusterCommand::WaitReady { id, timeout_s } => {
+            // Short calls: a node that is down must not hold up the next look.
+            let client = client.with_call_timeout(Duration::from_millis(2_000));
+            wait_ready(&client, id, Duration::from_secs(timeout_s)).await
+        }
     }
+}
+
+/// Polls until node `id` is ready (see `ClusterCommand::WaitReady`) or `timeout`.
+async fn wait_ready(client: &Client, id: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    // The leader's last log index when the node was first seen answering.
+    let mut goal: Option<u64> = None;
+    let mut last = String::from("not asked yet");
+    while Instant::now() < deadline {
+        match ready_step(client, id, &mut goal).await {
+            Ok(Some(status)) => {
+                println!(
+                    "node {id} is ready: {}, term {}, applied {} (goal {})",
+                    status.role,
+                    status.term,
+                    status.applied_index,
+                    goal.unwrap_or(0)
+                );
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(why) => last = why,
+        }
+        tokio::time::sleep(Duration::from_millis(WAIT_READY_POLL_MS)).await;
+    }
+    anyhow::bail!("node {id} not ready after {} s: {last}", timeout.as_secs())
+}
+
+/// One look: `Ok(Some)` when ready, `Ok(None)` when progressing, `Err` saying
+/// what is missing.
+async fn ready_step(
+    client: &Client,
+    id: u64,
+    goal: &mut Option<u64>,
+) -> Result<Option<NodeStatus>, String> {
+    let any = client
+        .any_status()
+        .await
+        .map_err(|e| format!("no node answers: {e}"))?;
+    let member = any
+        .members
+        .iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| format!("node {id} is not a member"))?;
+    let own = client
+        .node_status(&member.grpc_addr)
+        .await
+        .map_err(|e| format!("node {id} does not answer: {e}"))?;
+    if !matches!(own.role.as_str(), "leader" | "follower" | "learner") {
+        return Err(format!("node {id} is {}", own.role));
+    }
+    let leader_id = own
+        .leader_id
+        .ok_or_else(|| format!("node {id} knows no leader"))?;
+    let goal = match goal {
+        Some(goal) => *goal,
+        None => {
+            let leader = any
+                .members
+                .iter()
+                .find(|m| m.id == leader_id)
+                .ok_or_else(|| format!("leader {leader_id} is not a member"))?;
+            let leader = client
+                .node_status(&leader.grpc_addr)
+                .await
+                .map_err(|e| format!("leader {leader_id} does not answer: {e}"))?;
+            *goal.insert(leader.last_log_index)
+        }
+    };
+    if own.applied_index < goal {
+        return Err(format!("node {id} applied {} of {goal}", own.applied_index));
+    }
+    if own.chunks_missing > 0 {
+        return Err(format!("node {id} lacks {} chunks", own.chunks_missing));
+    }
+    Ok(Some(own))
 }
 
 /// Asks one node for the membership, then every member for its own view.

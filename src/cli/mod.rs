@@ -4,6 +4,7 @@
 //! together. Errors print one line on stderr and exit non-zero (see `main.rs`).
 
 pub mod admin;
+pub mod admin_probe;
 pub mod bench;
 #[cfg(feature = "etcd-bench")]
 mod bench_etcd;

@@ -80,10 +80,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {what} address {addr}"))
     };
+    let peer_listen_addr = config.peer_listen_addr().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
-        grpc: bind(config.grpc_addr.clone(), "gRPC").await?,
-        http: bind(config.http_addr.clone(), "HTTP").await?,
-        peer: bind(peer_addr.clone(), "peer").await?,
+        grpc: bind(config.grpc_listen_addr(), "gRPC").await?,
+        http: bind(config.http_listen_addr(), "HTTP").await?,
+        peer: bind(peer_listen_addr.clone(), "peer").await?,
     };
     let addr = NodeAddr {
         grpc_addr: config.grpc_addr.clone(),
@@ -97,7 +98,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "http"
     };
     println!(
-        "cairn node {} listening: gRPC {}{} · HTTP {scheme}://{}/ (dashboard) · peers {peer_addr} (mutual TLS) · data in {}{}",
+        "cairn node {} listening: gRPC {}{} · HTTP {scheme}://{}/ (dashboard) · peers {peer_addr} (mutual TLS) · data in {}{}{}",
         config.id,
         config.grpc_addr,
         if client_tls.is_some() { " (TLS)" } else { "" },
@@ -107,7 +108,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             " · dev mode (single node)"
         } else {
             ""
-        }
+        },
+        bound_elsewhere(&config, &peer_listen_addr),
     );
     let (signalled_tx, signalled) = tokio::sync::watch::channel(false);
     let stop_on_fatal = signalled_tx.clone();
@@ -172,6 +174,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     result
 }
 
+/// The start line's note of listen addresses that differ from the advertised
+/// ones (empty when none does).
+fn bound_elsewhere(config: &Config, peer_listen_addr: &str) -> String {
+    let peer_addr = config.peer_addr().unwrap_or_default();
+    let pairs = [
+        ("gRPC", config.grpc_listen_addr(), config.grpc_addr.as_str()),
+        ("HTTP", config.http_listen_addr(), config.http_addr.as_str()),
+        ("peers", peer_listen_addr.to_string(), peer_addr.as_str()),
+    ];
+    let bound: Vec<String> = pairs
+        .iter()
+        .filter(|(_, listen, advertised)| listen != advertised)
+        .map(|(what, listen, _)| format!("{what} on {listen}"))
+        .collect();
+    if bound.is_empty() {
+        String::new()
+    } else {
+        format!(" · bound: {}", bound.join(", "))
+    }
+}
+
 /// How long shutdown waits for the rsync daemon and its mount to stop (inside
 /// the shutdown grace period, `SHUTDOWN_GRACE_MS_MAX`).
 const RSYNC_STOP_WAIT_MS_MAX: u64 = 4_000;
@@ -190,10 +213,12 @@ fn start_rsync(
     std::sync::Arc<crate::api::rest::rsync::RsyncEndpoint>,
     std::sync::Arc<RsyncDaemon>,
 )> {
-    // The mount dials this node; a wildcard listen address is dialled on loopback.
-    let grpc_addr = match config.grpc_addr.rsplit_once(':') {
+    // The mount dials this node where it listens (the advertised address may
+    // be reachable only from elsewhere); a wildcard is dialled on loopback.
+    let grpc_listen = config.grpc_listen_addr();
+    let grpc_addr = match grpc_listen.rsplit_once(':') {
         Some(("0.0.0.0" | "[::]", port)) => format!("127.0.0.1:{port}"),
-        _ => config.grpc_addr.clone(),
+        _ => grpc_listen.clone(),
     };
     let settings = RsyncSettings {
         listen_addr: listen_addr.to_string(),

@@ -32,6 +32,16 @@ pub struct ServerArgs {
     /// Address for peer RPCs (mutual TLS, nodes only; default: gRPC port + 1).
     #[arg(long, env = "CAIRN_PEER_ADDR")]
     peer_addr: Option<String>,
+    /// Where to bind the gRPC listener, if not at --grpc-addr (which stays the
+    /// address clients are sent to), e.g. 0.0.0.0:7400 in a container.
+    #[arg(long, env = "CAIRN_GRPC_LISTEN_ADDR")]
+    grpc_listen_addr: Option<String>,
+    /// Where to bind the HTTP listener, if not at --http-addr.
+    #[arg(long, env = "CAIRN_HTTP_LISTEN_ADDR")]
+    http_listen_addr: Option<String>,
+    /// Where to bind the peer listener, if not at --peer-addr (which peers dial).
+    #[arg(long, env = "CAIRN_PEER_LISTEN_ADDR")]
+    peer_listen_addr: Option<String>,
     /// The cluster secret shared by every node (mode 0600, >= 32 bytes; default
     /// <data-dir>/cluster.secret, which --dev creates).
     #[arg(long, env = "CAIRN_CLUSTER_SECRET_FILE")]
@@ -184,6 +194,15 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = &args.rsync_addr {
         config.rsync_addr = Some(v.clone());
+    }
+    for (flag, field) in [
+        (&args.grpc_listen_addr, &mut config.grpc_listen_addr),
+        (&args.http_listen_addr, &mut config.http_listen_addr),
+        (&args.peer_listen_addr, &mut config.peer_listen_addr),
+    ] {
+        if let Some(v) = flag {
+            *field = Some(v.clone());
+        }
     }
     if let Some(v) = &args.tokens {
         config.tokens = v.clone();

@@ -327,6 +327,30 @@ impl Client {
             .await
     }
 
+    /// Hands leadership to voter `to` (`None`: the leader picks the voter with
+    /// the most of the log); returns the new leader's id.
+    pub async fn transfer_leader(&self, to: Option<u64>) -> Result<u64, Error> {
+        let request = v1::TransferLeaderRequest {
+            to: to.unwrap_or(0),
+        };
+        // The leader may first wait out its lease (an election timeout) and then
+        // hold writes for up to 3 s.
+        let server_wait = Duration::from_secs(10);
+        self.inner
+            .router
+            .call(
+                Target::Leader,
+                Timeouts::new(self.inner.call_timeout, server_wait),
+                |channel| async move {
+                    ClusterClient::new(channel)
+                        .transfer_leader(request)
+                        .await
+                        .map(|r| r.into_inner().leader_id)
+                },
+            )
+            .await
+    }
+
     async fn membership<F, Fut>(&self, mut attempt: F) -> Result<v1::MembershipReply, Error>
     where
         F: FnMut(ClusterClient) -> Fut,

@@ -7,7 +7,7 @@
 //! `chunk_fetch` copies object chunks a node lacks; `forward` hands writes from
 //! a node that does not lead to the leader; `backup` streams a point-in-time copy and
 //! `restore` seeds a new data directory from one; `disk_guard` keeps the free-space
-//! reserve. The API layer talks to `node` only.
+//! reserve; `transfer` hands leadership to another voter. The API layer talks to `node` only.
 
 pub mod backup;
 pub mod chunk_fetch;
@@ -26,6 +26,7 @@ pub mod restore;
 pub mod scrub;
 pub mod sm_adapter;
 pub mod snapshot_floor;
+pub mod transfer;
 pub mod types;
 pub mod wal;
 

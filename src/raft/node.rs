@@ -25,6 +25,7 @@ use super::read_index::{ReadIndexBatcher, ReadIndexError};
 use super::scrub::{self, ScrubStats};
 use super::sm_adapter::StateMachine;
 use super::snapshot_floor::SnapshotFloor;
+use super::transfer::{self, Transfer};
 use super::types::{Hello, NodeAddr, NodeId, Raft, RaftMetrics};
 use crate::chunk_ref::Hash;
 use crate::chunkstore::ChunkStore;
@@ -107,6 +108,8 @@ pub struct Node {
     election_timeout_ms_min: u64,
     /// True while this node leads but heard from no quorum for that long.
     quorum_lost: watch::Sender<bool>,
+    /// Leadership transfer (`transfer.rs`): holds writes while one runs.
+    pub(super) transfer: Transfer,
     stop: watch::Sender<bool>,
     /// The state machine openraft drives, for point-in-time copies (`backup`).
     pub(super) state_machine: StateMachine,
@@ -184,6 +187,7 @@ impl Node {
             log_timeline: Default::default(),
             election_timeout_ms_min: config.election_timeout_ms_min,
             quorum_lost: watch::channel(false).0,
+            transfer: Transfer::new(config.election_timeout_ms_max, config.heartbeat_interval_ms),
             stop,
             state_machine: spare_state_machine,
             backups: Arc::new(tokio::sync::Semaphore::new(BACKUPS_IN_FLIGHT_MAX)),
@@ -196,6 +200,7 @@ impl Node {
         tokio::spawn(snapshot_worker(node.clone()));
         tokio::spawn(chunk_repair_worker(node.clone()));
         tokio::spawn(quorum_watch(node.clone(), config.heartbeat_interval_ms));
+        tokio::spawn(transfer::track_leadership(node.clone()));
         let pace = scrub::ScrubPace {
             bytes_per_s: config.scrub_bytes_per_s,
             pass_interval_ms: config.scrub_pass_interval_ms,
@@ -243,6 +248,7 @@ impl Node {
 
     /// Proposes a client write through the group-commit proposer (leader only).
     pub async fn write(&self, command: ClientCommand) -> Committed {
+        let _admitted = self.transfer.admit().await;
         self.check_leader()?;
         self.check_room(&command)?;
         self.unless_quorum_lost(self.proposer.propose(command))
@@ -262,6 +268,7 @@ impl Node {
     /// chunks (1 MiB each) gain nothing from batching, and several in flight at once
     /// pipeline the leader's append with the followers' (the caller bounds how many).
     pub async fn write_alone(&self, command: ClientCommand) -> Committed {
+        let _admitted = self.transfer.admit().await;
         self.check_leader()?;
         self.check_room(&command)?;
         let request = Request {
@@ -751,6 +758,8 @@ async fn sweep_worker(node: Arc<Node>) {
                 chunk_grace_ms: node.chunk_gc_grace_ms,
             }),
         };
+        // Counted like client writes, so a leadership transfer waits for it.
+        let admitted = node.transfer.admit().await;
         match node.proposer.propose(command).await {
             Ok((Ok(Response::Swept { removed_count }), _)) => {
                 let metrics = crate::metrics::global();
@@ -760,6 +769,7 @@ async fn sweep_worker(node: Arc<Node>) {
             Ok((outcome, _)) => tracing::warn!(?outcome, "a sweep answered something else"),
             Err(e) => tracing::debug!(error = %e, "sweep not proposed"),
         }
+        drop(admitted);
     }
 }
 

@@ -1,8 +1,9 @@
 //! Inbound Raft RPCs from peers: decode, hand to openraft, encode the result.
 //!
 //! Also answers `ReadIndex` for followers serving linearizable reads,
-//! `FetchChunk` for nodes copying object chunks they lack and `Propose` for
-//! writes forwarded by nodes that do not lead (`forward`). Only cairn nodes
+//! `FetchChunk` for nodes copying object chunks they lack, `Propose` for
+//! writes forwarded by nodes that do not lead (`forward`) and `Elect` for a
+//! leader handing over its role (`transfer`). Only cairn nodes
 //! call this service.
 
 use std::sync::Arc;
@@ -135,5 +136,9 @@ impl RaftPeer for PeerService {
         _request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         encode(&self.node.report().await)
+    }
+
+    async fn elect(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        encode(&self.node.campaign().await)
     }
 }

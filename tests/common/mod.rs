@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod http;
 pub mod mount;
 pub mod python;
+pub mod writers;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! The `cairn.v1.Cluster` gRPC service: node status and online membership changes.
+//! The `cairn.v1.Cluster` gRPC service: node status, online membership changes
+//! and leadership transfer.
 
 use std::sync::Arc;
 
@@ -86,5 +87,18 @@ impl Cluster for ClusterService {
         }
         let index = self.node.remove(id).await.map_err(ApiError::from)?;
         Ok(Response::new(self.membership_reply(index)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<v1::TransferLeaderRequest>,
+    ) -> Reply<v1::TransferLeaderReply> {
+        let to = Some(request.into_inner().to).filter(|id| *id != 0);
+        let leader_id = self
+            .node
+            .transfer_leader(to)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(v1::TransferLeaderReply { leader_id }))
     }
 }
