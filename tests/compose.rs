@@ -1,8 +1,8 @@
 //! The container deployment (cluster/build-image.sh, cluster/compose.yaml,
 //! cluster/rolling-restart.sh) with real containers: the image is built from this
 //! test's own debug binary and three nodes run under docker-compose on a private
-//! network, with a unique project name and free host ports. Through the SDK on
-//! the host, KV writes go on while the leader's container is killed and started
+//! network, with a unique project name and free host ports. The host CLI writes
+//! through one node; through the SDK on the host, KV writes go on while the leader's container is killed and started
 //! again, while a node is cut off the network and reconnected, and while every
 //! node is restarted in turn; every acknowledged write is then read back from
 //! every node. Last, the whole cluster is stopped (SIGTERM) and started again: every
@@ -44,15 +44,6 @@ fn run(command: &mut Command) -> Output {
     tokio::task::block_in_place(|| command.output()).expect("spawn a docker command")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn docker(args: &[&str]) -> Output {
     run(Command::new("docker").args(args))
 }
@@ -62,7 +53,7 @@ fn docker_ok(args: &[&str]) -> String {
     assert!(
         output.status.success(),
         "docker {args:?}: {}",
-        text(&output)
+        common::output_text(&output)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
@@ -73,7 +64,12 @@ fn missing_tools() -> Result<Option<String>, String> {
     let info = Command::new("docker").arg("info").output();
     match info {
         Ok(out) if out.status.success() => {}
-        Ok(out) => return Ok(Some(format!("`docker info` failed: {}", text(&out)))),
+        Ok(out) => {
+            return Ok(Some(format!(
+                "`docker info` failed: {}",
+                common::output_text(&out)
+            )))
+        }
         Err(e) => return Ok(Some(format!("no docker command: {e}"))),
     }
     let compose = Command::new("docker-compose").arg("version").output();
@@ -115,7 +111,10 @@ impl Project {
             &image,
         ]));
         if !output.status.success() {
-            return Err(format!("cluster/build-image.sh failed: {}", text(&output)));
+            return Err(format!(
+                "cluster/build-image.sh failed: {}",
+                common::output_text(&output)
+            ));
         }
         eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim());
         let nodes: Vec<NodePorts> = (1..=NODES)
@@ -157,7 +156,7 @@ impl Project {
         assert!(
             output.status.success(),
             "docker-compose {args:?}: {}",
-            text(&output)
+            common::output_text(&output)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
@@ -196,7 +195,11 @@ impl Project {
             "--timeout-s",
             READY_TIMEOUT_S,
         ]);
-        assert!(output.status.success(), "node {id}: {}", text(&output));
+        assert!(
+            output.status.success(),
+            "node {id}: {}",
+            common::output_text(&output)
+        );
         eprintln!(
             "node {id} ready after {:.1} s: {}",
             started.elapsed().as_secs_f64(),
@@ -364,6 +367,18 @@ async fn compose_cluster_keeps_acknowledged_writes_through_kill_partition_and_ro
     common::eventually(LEADER_WAIT, || client.create_namespace(NAMESPACE)).await;
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
 
+    // The host CLI writes through one node (node 1, whatever its role).
+    let cli_value = "written by the host CLI through node 1";
+    let output = run(Command::new(common::CAIRN)
+        .args(["kv", "put", NAMESPACE, "cli-key", cli_value])
+        .env("CAIRN_ENDPOINTS", project.grpc(1)));
+    assert!(
+        output.status.success(),
+        "cairn kv put: {}",
+        common::output_text(&output)
+    );
+    acked.insert("cli-key".to_string(), cli_value.to_string());
+
     // 2. Faults under writes: kill the leader's container, start it again;
     //    cut the (new) leader off the network, reconnect it.
     let writers = Writers::start(&project.endpoints(), NAMESPACE, "a", 2);
@@ -424,7 +439,7 @@ async fn compose_cluster_keeps_acknowledged_writes_through_kill_partition_and_ro
     assert!(
         output.status.success(),
         "rolling restart: {}",
-        text(&output)
+        common::output_text(&output)
     );
     let restart_took = restart_started.elapsed();
     writers

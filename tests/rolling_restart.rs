@@ -24,15 +24,6 @@ use common::TestCluster;
 const WAIT: Duration = Duration::from_secs(30);
 const NAMESPACE: &str = "ns";
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 async fn assert_readable(client: &Client, log: &WriterLog) {
     for (key, value) in &log.acked {
         let got = client
@@ -135,7 +126,11 @@ impl LocalCluster {
         };
         let output =
             cluster.run(Command::new(Self::script("local.sh")).args(["up", &count.to_string()]));
-        assert!(output.status.success(), "local.sh up: {}", text(&output));
+        assert!(
+            output.status.success(),
+            "local.sh up: {}",
+            common::output_text(&output)
+        );
         cluster
     }
 
@@ -193,7 +188,7 @@ async fn rolling_restart_of_processes_restarts_every_node_and_no_write_fails() {
     assert!(
         output.status.success(),
         "rolling restart: {}",
-        text(&output)
+        common::output_text(&output)
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("handing leadership over first"), "{stderr}");

@@ -116,16 +116,22 @@ impl Auth {
     }
 }
 
+/// The bearer token of a gRPC call, if it carries one.
+fn call_token(request: &tonic::Request<()>) -> Option<&str> {
+    bearer(
+        request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 /// The tonic interceptor that applies `Auth::check_call` to every client call.
 pub fn interceptor(
     auth: Auth,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |request: tonic::Request<()>| {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        auth.check_call(bearer(header))?;
+        auth.check_call(call_token(&request))?;
         Ok(request)
     }
 }
@@ -136,19 +142,17 @@ pub fn token_required_interceptor(
     auth: Auth,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |request: tonic::Request<()>| {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        match bearer(header) {
-            Some(token) if auth.valid(token)? => Ok(request),
-            Some(_) => Err(ApiError::Unauthenticated("the token is not valid".into()).into()),
-            None => Err(ApiError::Unauthenticated(
-                "admin calls need a token, even on a cluster without tokens: authorization: Bearer <token>"
-                    .into(),
-            )
-            .into()),
+        match call_token(&request) {
+        None => Err(ApiError::Unauthenticated(
+            "admin calls need a token, even on a cluster without tokens: authorization: Bearer <token>"
+                .into(),
+        )
+        .into()),
+        token => {
+            auth.check_required(token)?;
+            Ok(request)
         }
+    }
     }
 }
 

@@ -403,3 +403,13 @@ pub fn content(seed: &str, len: usize) -> Vec<u8> {
         .fill(&mut out);
     out
 }
+
+/// A finished command's exit status and output, for assertion messages.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

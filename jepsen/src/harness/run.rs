@@ -398,6 +398,13 @@ fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -
             if prepared.options.unsafe_ack_before_fsync {
                 args.push("--unsafe-ack-before-fsync".into());
             }
+            if prepared.faults.contains(&FaultFamily::DiskFull) {
+                // The fault fills a 64 MiB tmpfs to ENOSPC at once, below any
+                // reserve: it tests the backstop (a node whose disk fills stops
+                // and is restarted on its data), not the guard, which would
+                // refuse every write from the start (tests/disk_full.rs has it).
+                args.extend(["--disk-reserve-bytes".into(), "0".into()]);
+            }
             let env = faketime_env(prepared, clock_files.get(usize::from(id) - 1));
             NodeSpec {
                 id,
