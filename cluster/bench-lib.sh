@@ -104,28 +104,45 @@ install_debian_packages() {
 
 
 # --- the cairn cluster (the caller sets bin, tmp_dir, NODES, CAIRN_GRPC_PORT_BASE and
-# CAIRN_HTTP_PORT_BASE; this sets cairn_endpoints) --------------------------------------
+# CAIRN_HTTP_PORT_BASE; this sets cairn_endpoints and cairn_pids) ----------------------
+# start_cairn_cluster [binary [grpc port base [http port base [name]]]] starts NODES
+# nodes of `binary` (default $bin) with data in $tmp_dir/<name><i> (default name
+# "cairn"); a second cluster (a baseline binary) passes its own ports and name.
 # shellcheck disable=SC2154 # set by the sourcing script
 start_cairn_cluster() {
-  local i dir peers=""
+  local node_bin="${1:-$bin}" grpc_base="${2:-$CAIRN_GRPC_PORT_BASE}"
+  local http_base="${3:-$CAIRN_HTTP_PORT_BASE}" name="${4:-cairn}" i dir peers=""
   cairn_endpoints=""
+  cairn_pids=()
   for (( i = 1; i <= NODES; i++ )); do
     # Peer ports sit 50 above the gRPC ones (the default, gRPC + 1, is the next node's gRPC port).
-    peers+="${peers:+,}$i=127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + 50 + i - 1 ))"
-    cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))"
+    peers+="${peers:+,}$i=127.0.0.1:$(( grpc_base + 50 + i - 1 ))"
+    cairn_endpoints+="${cairn_endpoints:+,}127.0.0.1:$(( grpc_base + i - 1 ))"
   done
-  "$bin" admin init-secret "$tmp_dir/cluster.secret" >/dev/null
+  "$node_bin" admin init-secret "$tmp_dir/$name.secret" >/dev/null
   for (( i = 1; i <= NODES; i++ )); do
-    dir="$tmp_dir/cairn$i"
+    dir="$tmp_dir/$name$i"
     mkdir -p "$dir"
-    NO_COLOR=1 "$bin" server --id "$i" --data-dir "$dir" \
-      --grpc-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + i - 1 ))" \
-      --http-addr "127.0.0.1:$(( CAIRN_HTTP_PORT_BASE + i - 1 ))" \
-      --peer-addr "127.0.0.1:$(( CAIRN_GRPC_PORT_BASE + 50 + i - 1 ))" \
-      --cluster-secret-file "$tmp_dir/cluster.secret" \
+    NO_COLOR=1 "$node_bin" server --id "$i" --data-dir "$dir" \
+      --grpc-addr "127.0.0.1:$(( grpc_base + i - 1 ))" \
+      --http-addr "127.0.0.1:$(( http_base + i - 1 ))" \
+      --peer-addr "127.0.0.1:$(( grpc_base + 50 + i - 1 ))" \
+      --cluster-secret-file "$tmp_dir/$name.secret" \
       --peers "$peers" > "$dir/node.log" 2>&1 < /dev/null &
     pids+=("$!")
+    cairn_pids+=("$!")
   done
+}
+
+# --- server CPU per operation ------------------------------------------------------------
+# with_server_cpu LINE CPU_SECS SYSTEM: the JSON report LINE with the system's name,
+# the CPU seconds its server processes used during the cell and the microseconds
+# of that per completed operation (OPS_FIELD names the count, default "ops").
+with_server_cpu() {
+  local line="$1" cpu="$2" system="$3" ops_field="${4:-ops}" ops us
+  ops="$(awk -v f="$ops_field" "$AWK_REPORT_FUNCTIONS"' { print field($0, f) + 0 }' <<< "$line")"
+  us="$(awk -v c="$cpu" -v n="$ops" 'BEGIN { if (n > 0) printf "%.1f", c * 1e6 / n; else print "null" }')"
+  echo "${line%\}},\"system\":\"$system\",\"server_cpu_secs\":$cpu,\"server_cpu_us_per_op\":$us}"
 }
 
 # --- readiness --------------------------------------------------------------------------
@@ -136,9 +153,11 @@ all_alive() {
   done
 }
 
+# cairn_ready [endpoints]: whether the cluster at endpoints (default $cairn_endpoints)
+# has a leader.
 # shellcheck disable=SC2154 # bin is set by the sourcing script
 cairn_ready() {
   local status
-  status="$(timeout 5 "$bin" cluster status --json --endpoints "$cairn_endpoints" 2>/dev/null || true)"
+  status="$(timeout 5 "$bin" cluster status --json --endpoints "${1:-$cairn_endpoints}" 2>/dev/null || true)"
   [[ "$status" =~ \"leader\":[0-9]+ ]]
 }

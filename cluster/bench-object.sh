@@ -21,9 +21,11 @@
 #   4. runs `cairn bench object` for 256 objects of 1 MiB with 4 concurrent
 #      clients, then 4 objects of 256 MiB with 1 client: each uploads every object
 #      (distinct random content, so dedupe cannot help), then downloads each;
-#   5. appends every report (one JSON line each, fio's too) to the results file
+#   5. passes the nodes' pids (`--server-pids`), so each report carries the CPU
+#      seconds the three servers used per phase and per MiB moved;
+#   6. appends every report (one JSON line each, fio's too) to the results file
 #      and prints the table, also written next to it as .md;
-#   6. on exit, however it exits, stops the processes it started (by pid) and
+#   7. on exit, however it exits, stops the processes it started (by pid) and
 #      removes its temp directory.
 #
 # Environment:
@@ -31,6 +33,10 @@
 #                 appended to, so a file from an earlier run gets the new lines too
 #   TMPDIR        where the temp directory goes (default /tmp); put it on the disk
 #                 you mean to measure: fio and the nodes write there
+#   CAIRN_BASELINE_BIN  a second cairn binary (e.g. a release build of an older
+#                 commit): also started as a 3-node cluster (gRPC 7660-7662, HTTP
+#                 7760-7762; the main cluster is stopped meanwhile) and measured in
+#                 every cell as the system `cairn-base`, by the same load generator
 #
 # If fio is missing and this runs as root, it installs the Debian package fio
 # (`apt-get install -y fio`); otherwise it says what to install. Only loopback
@@ -40,6 +46,8 @@ set -euo pipefail
 readonly NODES=3
 readonly CAIRN_GRPC_PORT_BASE=7650
 readonly CAIRN_HTTP_PORT_BASE=7750
+readonly BASE_GRPC_PORT_BASE=7660
+readonly BASE_HTTP_PORT_BASE=7760
 readonly UP_WAIT_SECS=30
 readonly STOP_WAIT_SECS=10
 # fio jobs stop at their size or after this long, whichever comes first.
@@ -110,32 +118,56 @@ run_fio seqwrite 1G --direct=1 --ioengine=libaio
 # Plain write(2) then fdatasync(2), as a node stores a chunk.
 run_fio seqwrite-fdatasync 512M --direct=0 --ioengine=psync --fdatasync=1
 
-# --- the cluster ------------------------------------------------------------------------
-start_cairn_cluster
-log "started cairn ($cairn_endpoints) under $tmp_dir; pids ${pids[*]}"
-deadline=$(( SECONDS + UP_WAIT_SECS ))
-until cairn_ready; do
-  all_alive || die "a node exited while starting"
-  (( SECONDS < deadline )) || die "cairn has no leader after ${UP_WAIT_SECS}s"
-  sleep 0.5
-done
-log "cairn has a leader"
-
-# --- the cells ------------------------------------------------------------------------
+# --- the clusters and the cells ----------------------------------------------------------
+# One cluster runs at a time: uploads are CPU- and disk-bound, and an idle cluster
+# beside the one measured would still cost heartbeats.
+systems=(cairn)
+[[ -n "${CAIRN_BASELINE_BIN:-}" ]] && systems+=(cairn-base)
+if [[ -n "${CAIRN_BASELINE_BIN:-}" ]]; then
+  [[ -x "$CAIRN_BASELINE_BIN" ]] || die "CAIRN_BASELINE_BIN=$CAIRN_BASELINE_BIN is not an executable"
+  cp "$CAIRN_BASELINE_BIN" "$tmp_dir/cairn-base"
+fi
 failures=0
-for cell in "${CELLS[@]}"; do
-  read -r size count clients <<< "$cell"
-  all_alive || die "a node exited during the run"
-  log "bench object: $count x $size, $clients client(s)"
-  if line="$(timeout "$CELL_TIMEOUT_SECS" "$bin" bench object --endpoints "$cairn_endpoints" \
-    --size "$size" --count "$count" --clients "$clients" \
-    --phase-secs-max "$PHASE_SECS_MAX" --json)"; then
-    echo "$line" >> "$results"
-    log "$line"
+runs=0
+stop_cluster() {
+  local pid
+  for pid in "${cairn_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${cairn_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+for system in "${systems[@]}"; do
+  if [[ "$system" == cairn ]]; then
+    start_cairn_cluster
   else
-    log "FAILED: $count x $size, $clients client(s)"
-    failures=$(( failures + 1 ))
+    start_cairn_cluster "$tmp_dir/cairn-base" "$BASE_GRPC_PORT_BASE" "$BASE_HTTP_PORT_BASE" base
   fi
+  log "started $system ($cairn_endpoints) under $tmp_dir; pids ${cairn_pids[*]}"
+  deadline=$(( SECONDS + UP_WAIT_SECS ))
+  until cairn_ready; do
+    all_alive || die "a node exited while starting"
+    (( SECONDS < deadline )) || die "$system has no leader after ${UP_WAIT_SECS}s"
+    sleep 0.5
+  done
+  log "$system has a leader"
+  server_pids="$(IFS=,; echo "${cairn_pids[*]}")"
+  for cell in "${CELLS[@]}"; do
+    read -r size count clients <<< "$cell"
+    all_alive || die "a node exited during the run"
+    log "bench object ($system): $count x $size, $clients client(s)"
+    runs=$(( runs + 1 ))
+    if line="$(timeout "$CELL_TIMEOUT_SECS" "$bin" bench object --endpoints "$cairn_endpoints" \
+      --size "$size" --count "$count" --clients "$clients" \
+      --phase-secs-max "$PHASE_SECS_MAX" --server-pids "$server_pids" --json)"; then
+      line="${line%\}},\"system\":\"$system\"}"
+      echo "$line" >> "$results"
+      log "$line"
+    else
+      log "FAILED ($system): $count x $size, $clients client(s)"
+      failures=$(( failures + 1 ))
+    fi
+  done
+  stop_cluster
+  # Stopped: all_alive checks only the running cluster.
+  pids=()
 done
 
 # --- the table -----------------------------------------------------------------------
@@ -153,15 +185,17 @@ table() {
       printf "| `seqwrite`: O_DIRECT | %.1f |\n", d
       printf "| `seqwrite-fdatasync`: buffered, fdatasync after each write | %.1f |\n", s
       print ""
-      print "| objects | clients | put MB/s | get MB/s | put / fio seqwrite | put / fio fdatasync | get / fio seqwrite | put p50 ms | put p99 ms | get p50 ms | get p99 ms | chunks sent / total | errors put / get |"
-      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| system | objects | clients | put MB/s | get MB/s | put / fio seqwrite | put / fio fdatasync | get / fio seqwrite | put p50 ms | put p99 ms | get p50 ms | get p99 ms | server CPU ms/MiB put / get | chunks sent / total | errors put / get |"
+      print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for (i = 1; i <= n; i++) {
         r = rows[i]; put = field(r, "put_mb_per_sec"); get = field(r, "get_mb_per_sec")
-        printf "| %s x %s | %s | %.1f | %.1f | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %s / %s | %s / %s |\n", \
-          field(r, "count"), mib(field(r, "object_size_bytes")), field(r, "clients"), put, get, \
+        sys = field(r, "system"); if (sys == "") sys = "cairn"
+        printf "| %s | %s x %s | %s | %.1f | %.1f | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f / %.1f | %s / %s | %s / %s |\n", \
+          sys, field(r, "count"), mib(field(r, "object_size_bytes")), field(r, "clients"), put, get, \
           ratio(put, d), ratio(put, s), ratio(get, d), \
           field(r, "put_latency_ms_p50"), field(r, "put_latency_ms_p99"), \
           field(r, "get_latency_ms_p50"), field(r, "get_latency_ms_p99"), \
+          field(r, "put_server_cpu_ms_per_mib"), field(r, "get_server_cpu_ms_per_mib"), \
           field(r, "put_chunks_sent"), field(r, "put_chunks_total"), \
           field(r, "put_errors"), field(r, "get_errors")
       }
@@ -175,7 +209,7 @@ table_file="${results%.jsonl}.md"
   echo "$(nproc) cores, $(free -h | awk '/^Mem:/ { print $2 }') memory, data on $(df -h "$tmp_dir" | awk 'NR == 2 { print $1 " (" $2 ")" }'). MB = 10^6 bytes."
   echo
   # Only this run's lines: RESULTS may name a file with older runs in it.
-  tail -n "$(( 2 + ${#CELLS[@]} - failures ))" "$results" | table
+  tail -n "$(( 2 + runs - failures ))" "$results" | table
 } > "$table_file"
 cat "$table_file"
 log "results: $results; table: $table_file"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks cairn against etcd 3.4 on this machine, in one run, with one load
 # generator (`cairn bench kv --target cairn|etcd`), and prints a markdown table of
-# ops/s, p50 and p99 per cell with the cairn/etcd ratios. docs/benchmarks.md
-# explains the method and holds the results.
+# ops/s, p50, p99 and server CPU per operation for each cell with the ratios to
+# etcd; optionally also a second cairn cluster from another binary (a baseline,
+# for before/after figures in one run). docs/benchmarks.md explains the method and
+# holds the results.
 #
 #   cluster/bench.sh                   10 s per cell (a quick look)
 #   DURATION=30 cluster/bench.sh       the full run behind docs/benchmarks.md
@@ -16,8 +18,11 @@
 #      values over 1000 keys, DURATION seconds per cell, against both systems,
 #      alternating which goes first from one cell to the next so that drift (page
 #      cache, disk, the other load on the machine) falls on both alike;
-#   4. appends every report (one JSON line each) to the results file and prints
-#      the table, also written next to it as .md;
+#   4. measures each system's server CPU (user + system seconds of its three
+#      processes, from /proc/<pid>/stat) around every cell, adds it to the cell's
+#      report with the microseconds per operation, appends every report (one JSON
+#      line each) to the results file and prints the table, also written next to
+#      it as .md;
 #   5. on exit, however it exits, stops the processes it started (by pid) and
 #      removes its temp directory.
 #
@@ -26,11 +31,15 @@
 #   RESULTS       results file (default target/bench/results-<UTC time>.jsonl);
 #                 appended to, so a file from an earlier run gets the new lines too
 #   ETCD_BIN      etcd binary (default: `etcd` on PATH)
+#   CAIRN_BASELINE_BIN  a second cairn binary (e.g. a release build of an older
+#                 commit): also started as a 3-node cluster (gRPC 7620-7622, HTTP
+#                 7700-7702) and measured in every cell as the system `cairn-base`,
+#                 by the same load generator
 #   TMPDIR        where the temp directory goes (default /tmp); put it on the disk
 #                 you mean to measure: both systems fsync there
 #
 # If etcd or protoc is missing and this runs as root, it installs the Debian
-# packages etcd-server and protobuf-compiler; otherwise it says what to install.
+# packages etcd-server, protobuf-compiler and libprotobuf-dev; otherwise it says what to install.
 # Only loopback addresses are used. Every wait is bounded.
 set -euo pipefail
 
@@ -39,6 +48,8 @@ readonly CAIRN_GRPC_PORT_BASE=7610
 readonly CAIRN_HTTP_PORT_BASE=7690
 readonly ETCD_CLIENT_PORT_BASE=2479
 readonly ETCD_PEER_PORT_BASE=2579
+readonly BASE_GRPC_PORT_BASE=7620
+readonly BASE_HTTP_PORT_BASE=7700
 readonly VALUE_SIZE_BYTES=256
 readonly KEYS=1000
 readonly CLIENT_COUNTS=(1 16 64)
@@ -61,6 +72,8 @@ etcd_bin="${ETCD_BIN:-etcd}"
 missing=()
 command -v "$etcd_bin" >/dev/null || missing+=(etcd-server)
 command -v protoc >/dev/null || [[ -n "${PROTOC:-}" ]] || missing+=(protobuf-compiler)
+# etcd-client's protos import protobuf's well-known types (descriptor.proto).
+[[ -e /usr/include/google/protobuf/descriptor.proto || -n "${PROTOC:-}" ]] || missing+=(libprotobuf-dev)
 command -v curl >/dev/null || missing+=(curl)
 if (( ${#missing[@]} > 0 )); then
   install_debian_packages "${missing[@]}"
@@ -79,7 +92,8 @@ port_in_use() {
 }
 for (( i = 0; i < NODES; i++ )); do
   for port in $(( CAIRN_GRPC_PORT_BASE + i )) $(( CAIRN_HTTP_PORT_BASE + i )) \
-    $(( ETCD_CLIENT_PORT_BASE + i )) $(( ETCD_PEER_PORT_BASE + i )); do
+    $(( ETCD_CLIENT_PORT_BASE + i )) $(( ETCD_PEER_PORT_BASE + i )) \
+    $(( BASE_GRPC_PORT_BASE + i )) $(( BASE_HTTP_PORT_BASE + i )); do
     if port_in_use "$port"; then
       die "127.0.0.1:$port is already in use; stop whatever listens there first"
     fi
@@ -101,6 +115,20 @@ fi
 
 # --- the clusters ----------------------------------------------------------------------
 start_cairn_cluster
+main_endpoints="$cairn_endpoints"
+main_pids=("${cairn_pids[@]}")
+systems=(cairn etcd)
+base_endpoints="" base_pids=()
+if [[ -n "${CAIRN_BASELINE_BIN:-}" ]]; then
+  [[ -x "$CAIRN_BASELINE_BIN" ]] || die "CAIRN_BASELINE_BIN=$CAIRN_BASELINE_BIN is not an executable"
+  cp "$CAIRN_BASELINE_BIN" "$tmp_dir/cairn-base"
+  start_cairn_cluster "$tmp_dir/cairn-base" "$BASE_GRPC_PORT_BASE" "$BASE_HTTP_PORT_BASE" base
+  base_endpoints="$cairn_endpoints"
+  base_pids=("${cairn_pids[@]}")
+  systems+=(cairn-base)
+fi
+cairn_endpoints="$main_endpoints"
+etcd_pids=()
 etcd_cluster="" etcd_endpoints=""
 for (( i = 1; i <= NODES; i++ )); do
   etcd_cluster+="${etcd_cluster:+,}etcd$i=http://127.0.0.1:$(( ETCD_PEER_PORT_BASE + i - 1 ))"
@@ -123,6 +151,7 @@ for (( i = 1; i <= NODES; i++ )); do
     --logger zap \
     > "$dir/node.log" 2>&1 < /dev/null &
   pids+=("$!")
+  etcd_pids+=("$!")
 done
 log "started cairn ($cairn_endpoints) and etcd ($etcd_endpoints) under $tmp_dir; pids ${pids[*]}"
 
@@ -139,7 +168,8 @@ cairn_up=0 etcd_up=0
 while (( cairn_up == 0 || etcd_up == 0 )); do
   all_alive || die "a node exited while starting"
   (( SECONDS < deadline )) || die "clusters not ready after ${UP_WAIT_SECS}s (cairn ready: $cairn_up, etcd ready: $etcd_up)"
-  (( cairn_up == 1 )) || { cairn_ready && cairn_up=1 && log "cairn has a leader"; } || true
+  (( cairn_up == 1 )) || { cairn_ready && { [[ -z "$base_endpoints" ]] || cairn_ready "$base_endpoints"; } \
+    && cairn_up=1 && log "cairn has a leader"; } || true
   (( etcd_up == 1 )) || { etcd_ready && etcd_up=1 && log "etcd is healthy"; } || true
   (( cairn_up == 1 && etcd_up == 1 )) || sleep 0.5
 done
@@ -149,64 +179,80 @@ cell_timeout_secs="$(awk -v d="$duration_secs" -v s="$CELL_SLACK_SECS" 'BEGIN { 
 failures=0
 
 run_cell() {
-  local target="$1" op="$2" consistency="$3" clients="$4" endpoints line
-  if [[ "$target" == cairn ]]; then endpoints="$cairn_endpoints"; else endpoints="$etcd_endpoints"; fi
+  local system="$1" op="$2" consistency="$3" clients="$4" target=cairn endpoints line
+  local server_pids cpu_before cpu_after
+  case "$system" in
+    cairn) endpoints="$main_endpoints"; server_pids=("${main_pids[@]}") ;;
+    cairn-base) endpoints="$base_endpoints"; server_pids=("${base_pids[@]}") ;;
+    etcd) target=etcd; endpoints="$etcd_endpoints"; server_pids=("${etcd_pids[@]}") ;;
+  esac
+  # The CPU includes the untimed set-up (connecting, pre-populating the keys of a
+  # get cell), a few hundred ms at most; the cell's ops then dilute it.
+  cpu_before="$(cpu_secs "${server_pids[@]}")"
   if line="$(timeout "$cell_timeout_secs" "$bin" bench kv \
     --target "$target" --endpoints "$endpoints" \
     --clients "$clients" --duration "$duration_secs" --value-size "$VALUE_SIZE_BYTES" \
     --op "$op" --consistency "$consistency" --keys "$KEYS" --json)"; then
+    cpu_after="$(cpu_secs "${server_pids[@]}")"
+    line="$(with_server_cpu "$line" "$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN { printf "%.2f", b - a }')" "$system")"
     echo "$line" >> "$results"
     log "$line"
   else
-    log "FAILED: $target $op/$consistency clients=$clients"
+    log "FAILED: $system $op/$consistency clients=$clients"
     failures=$(( failures + 1 ))
   fi
 }
 
-log "running ${#WORKLOADS[@]} workloads x ${#CLIENT_COUNTS[@]} client counts x 2 systems, ${duration_secs}s each; results in $results"
+log "running ${#WORKLOADS[@]} workloads x ${#CLIENT_COUNTS[@]} client counts x ${#systems[@]} systems (${systems[*]}), ${duration_secs}s each; results in $results"
 cell=0
 for workload in "${WORKLOADS[@]}"; do
   read -r op consistency <<< "$workload"
   for clients in "${CLIENT_COUNTS[@]}"; do
     all_alive || die "a node exited during the run"
-    if (( cell % 2 == 0 )); then order=(cairn etcd); else order=(etcd cairn); fi
-    for target in "${order[@]}"; do
-      run_cell "$target" "$op" "$consistency" "$clients"
+    # Rotate which system goes first from one cell to the next.
+    order=()
+    for (( s = 0; s < ${#systems[@]}; s++ )); do
+      order+=("${systems[$(( (s + cell) % ${#systems[@]} ))]}")
+    done
+    for system in "${order[@]}"; do
+      run_cell "$system" "$op" "$consistency" "$clients"
     done
     cell=$(( cell + 1 ))
   done
 done
 
 # --- the table -----------------------------------------------------------------------
-# Reads the JSON lines of this run (the last line per target and cell wins) with
-# awk alone: the reports are flat objects with fixed field names.
+# Reads the JSON lines of this run (the last line per system and cell wins) with
+# awk alone: the reports are flat objects with fixed field names. One row per cell
+# and system; ratios are against etcd in the same cell.
 table() {
   awk "$AWK_REPORT_FUNCTIONS"'
     {
-      t = field($0, "target"); op = field($0, "op"); c = field($0, "consistency")
-      n = field($0, "clients")
+      t = field($0, "system"); if (t == "") t = field($0, "target")
+      op = field($0, "op"); c = field($0, "consistency"); n = field($0, "clients")
       w = (op == "put") ? "put" : op " " c
       k = w SUBSEP n
       if (!(k in seen)) { seen[k] = 1; order[++cells] = k; wl[k] = w; cl[k] = n }
+      if (!((k, t) in has)) { rows[k] = rows[k] " " t }
       ops[k, t] = field($0, "ops_per_sec"); p50[k, t] = field($0, "latency_ms_p50")
       p99[k, t] = field($0, "latency_ms_p99"); err[k, t] = field($0, "errors")
+      cpu[k, t] = field($0, "server_cpu_us_per_op")
       has[k, t] = 1
     }
     END {
-      print "| workload | clients | cairn ops/s | etcd ops/s | ops/s cairn/etcd | cairn p50 ms | etcd p50 ms | cairn p99 ms | etcd p99 ms | p99 cairn/etcd | errors cairn / etcd |"
-      print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| workload | clients | system | ops/s | ops/s vs etcd | p50 ms | p99 ms | p99 vs etcd | server CPU µs/op | CPU/op vs etcd | errors |"
+      print "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
       for (i = 1; i <= cells; i++) {
         k = order[i]
-        if (!has[k, "cairn"] || !has[k, "etcd"]) {
-          printf "| %s | %s | %s | %s | n/a | | | | | | |\n", wl[k], cl[k], \
-            has[k, "cairn"] ? sprintf("%.0f", ops[k, "cairn"]) : "failed", \
-            has[k, "etcd"] ? sprintf("%.0f", ops[k, "etcd"]) : "failed"
-          continue
+        m = split(rows[k], names, " ")
+        for (j = 1; j <= m; j++) {
+          t = names[j]
+          e = has[k, "etcd"]
+          printf "| %s | %s | %s | %.0f | %s | %.2f | %.2f | %s | %s | %s | %s |\n", \
+            wl[k], cl[k], t, ops[k, t], e ? ratio(ops[k, t], ops[k, "etcd"]) : "n/a", \
+            p50[k, t], p99[k, t], e ? ratio(p99[k, t], p99[k, "etcd"]) : "n/a", \
+            cpu[k, t], (e && cpu[k, t] != "null") ? ratio(cpu[k, t], cpu[k, "etcd"]) : "n/a", err[k, t]
         }
-        printf "| %s | %s | %.0f | %.0f | %s | %.2f | %.2f | %.2f | %.2f | %s | %s / %s |\n", \
-          wl[k], cl[k], ops[k, "cairn"], ops[k, "etcd"], ratio(ops[k, "cairn"], ops[k, "etcd"]), \
-          p50[k, "cairn"], p50[k, "etcd"], p99[k, "cairn"], p99[k, "etcd"], \
-          ratio(p99[k, "cairn"], p99[k, "etcd"]), err[k, "cairn"], err[k, "etcd"]
       }
     }
   '
@@ -215,11 +261,11 @@ table() {
 table_file="${results%.jsonl}.md"
 {
   echo "DURATION=${duration_secs}s per cell, ${VALUE_SIZE_BYTES}-byte values over ${KEYS} keys, 3 nodes each on 127.0.0.1;"
-  echo "cairn $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), etcd $etcd_version;"
+  echo "cairn $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)${base_endpoints:+ (cairn-base: $CAIRN_BASELINE_BIN)}, etcd $etcd_version;"
   echo "$(nproc) cores, $(free -h | awk '/^Mem:/ { print $2 }') memory, data on $(df -h "$tmp_dir" | awk 'NR == 2 { print $1 " (" $2 ")" }')."
   echo
   # Only this run's lines: RESULTS may name a file with older runs in it.
-  tail -n "$(( cell * 2 - failures ))" "$results" | table
+  tail -n "$(( cell * ${#systems[@]} - failures ))" "$results" | table
 } > "$table_file"
 cat "$table_file"
 log "results: $results; table: $table_file"

@@ -9,11 +9,19 @@
 //! its writer (a concurrent fetch) may not have got that far. Files are immutable once renamed into place; reads open them directly.
 //! Which chunks *should* exist is the state machine's business (`state::chunks`);
 //! this module only stores, reads and lists bytes.
+//!
+//! A chunk pushed by an upload (`raft::chunk_push`) is stored *before* any record
+//! names it, so a file no record names is not necessarily garbage: the orphan
+//! sweep removes only files older than a grace period, and storing a chunk whose
+//! file exists renews the file's modification time. Both run under one lock, so
+//! a chunk this node just said it holds is never swept from under that answer.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use crate::chunk_ref::Hash;
 use crate::durable;
@@ -23,6 +31,9 @@ const TEMP_SUFFIX: &str = ".tmp";
 #[derive(Clone, Debug)]
 pub struct ChunkStore {
     dir: PathBuf,
+    /// Held by the orphan sweep's check-and-delete and by a store's
+    /// exists-and-renew (see the module comment).
+    sweep: Arc<Mutex<()>>,
 }
 
 /// Files and bytes the store holds.
@@ -45,6 +56,7 @@ impl ChunkStore {
         durable::create_dir_all(dir)?;
         let store = ChunkStore {
             dir: dir.to_path_buf(),
+            sweep: Arc::new(Mutex::new(())),
         };
         let mut created = false;
         for first_byte in 0..=u8::MAX {
@@ -92,14 +104,43 @@ impl ChunkStore {
         self.path(hash).exists()
     }
 
+    fn sweep_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.sweep.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores one chunk pushed by an upload (its hash checked here: a peer may
+    /// send anything), durably, renewing the file's age if it exists.
+    pub fn store_pushed(&self, hash: &Hash, data: &[u8]) -> io::Result<()> {
+        if data.len() > crate::limits::CHUNK_BYTES_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a chunk holds at most {} bytes, got {}",
+                    crate::limits::CHUNK_BYTES_MAX,
+                    data.len()
+                ),
+            ));
+        }
+        if blake3::hash(data).as_bytes() != hash {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the chunk's bytes do not match its hash",
+            ));
+        }
+        self.write_durable(&[(*hash, data)])
+    }
+
     /// Writes every chunk not already present, durably: all temp files are written
-    /// and fsynced, renamed into place, then each touched directory is fsynced.
-    pub fn write_durable(&self, chunks: &[(Hash, Vec<u8>)]) -> io::Result<()> {
+    /// and fsynced, renamed into place, then each touched directory is fsynced. A
+    /// chunk already present has its modification time renewed (the orphan sweep
+    /// spares young files).
+    pub fn write_durable<D: AsRef<[u8]>>(&self, chunks: &[(Hash, D)]) -> io::Result<()> {
         let mut renames = Vec::new();
         let mut dirs = BTreeSet::new();
         for (hash, data) in chunks {
+            let data = data.as_ref();
             let path = self.path(hash);
-            if path.exists() {
+            if self.renew_if_present(&path)? {
                 // Its data was fsynced before its rename; its name may not be yet.
                 dirs.insert(self.shard_dir(hash));
                 continue;
@@ -182,11 +223,67 @@ impl ChunkStore {
         Ok(out)
     }
 
-    /// Deletes files for which `wanted` is false (chunks the state no longer names).
-    pub fn remove_orphans(&self, wanted: impl Fn(&Hash) -> io::Result<bool>) -> io::Result<u64> {
+    /// Deletes the files of chunks GC collected, except those written or renewed
+    /// less than `age_min` ago (an upload pushed them again); returns how many it
+    /// deleted. Not synced, like `delete`.
+    pub fn delete_unrenewed(&self, hashes: &[Hash], age_min: Duration) -> io::Result<u64> {
+        let mut deleted = 0;
+        for hash in hashes {
+            let _sweep = self.sweep_lock();
+            match self.age(hash)? {
+                Some(age) if age >= age_min => {
+                    self.delete(std::slice::from_ref(hash))?;
+                    deleted += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// How long ago the chunk's file was written or renewed; `None` if absent. A
+    /// clock set back makes a file look young (kept until a later sweep); one set
+    /// forward by more than the grace period makes a renewed file look old.
+    fn age(&self, hash: &Hash) -> io::Result<Option<Duration>> {
+        let modified = match fs::metadata(self.path(hash)).and_then(|m| m.modified()) {
+            Ok(modified) => modified,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            SystemTime::now()
+                .duration_since(modified)
+                .unwrap_or_default(),
+        ))
+    }
+
+    /// Whether the file at `path` exists; if so its modification time is set to now.
+    fn renew_if_present(&self, path: &Path) -> io::Result<bool> {
+        let _sweep = self.sweep_lock();
+        match File::options().write(true).open(path) {
+            Ok(file) => {
+                file.set_modified(SystemTime::now())?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes files for which `wanted` is false (chunks the state does not name)
+    /// and that were last written or renewed at least `age_min` ago.
+    pub fn remove_orphans(
+        &self,
+        wanted: impl Fn(&Hash) -> io::Result<bool>,
+        age_min: Duration,
+    ) -> io::Result<u64> {
         let mut removed = 0;
         for hash in self.list()? {
-            if !wanted(&hash)? {
+            if wanted(&hash)? {
+                continue;
+            }
+            let _sweep = self.sweep_lock();
+            if self.age(&hash)?.is_some_and(|age| age >= age_min) {
                 self.delete(&[hash])?;
                 removed += 1;
             }
@@ -224,7 +321,13 @@ mod tests {
                 bytes: 3
             }
         );
-        let removed = store.remove_orphans(|h| Ok(h == &a.0)).unwrap();
+        // Young orphans stay: an upload may have pushed them before their record.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(store.remove_orphans(|h| Ok(h == &a.0), hour).unwrap(), 0);
+        assert!(store.has(&b.0));
+        let removed = store
+            .remove_orphans(|h| Ok(h == &a.0), Duration::ZERO)
+            .unwrap();
         assert_eq!(removed, 1);
         assert!(store.has(&a.0) && !store.has(&b.0));
         store.delete(&[a.0, b.0]).unwrap();
@@ -235,6 +338,29 @@ mod tests {
         fs::write(shard.join("x.tmp"), b"partial").unwrap();
         ChunkStore::open(dir.path()).unwrap();
         assert!(!shard.join("x.tmp").exists());
+    }
+
+    #[test]
+    fn a_pushed_chunk_is_checked_and_renews_an_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let hash = *blake3::hash(b"pushed").as_bytes();
+        let refused = store.store_pushed(&hash, b"other bytes").unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert!(!store.has(&hash));
+        store.store_pushed(&hash, b"pushed").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(store.path(&hash))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        // Pushed again (a retried upload): the old orphan becomes young again.
+        store.store_pushed(&hash, b"pushed").unwrap();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(store.remove_orphans(|_| Ok(false), hour).unwrap(), 0);
+        assert_eq!(store.read(&hash).unwrap(), b"pushed");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub mod names {
     pub const INSTALL_BEFORE_RENAME: &str = "install-before-rename";
     /// Apply wrote a batch's chunk files but has not committed the batch.
     pub const APPLY_AFTER_CHUNK_FILES: &str = "apply-after-chunk-files";
+    /// An upload stored a chunk on a quorum of members but has not proposed the
+    /// record naming it.
+    pub const UPLOAD_AFTER_CHUNK_QUORUM: &str = "upload-after-chunk-quorum";
     /// A peer asked for a chunk: `return` answers UNAVAILABLE instead of the bytes.
     pub const SERVE_CHUNK_UNAVAILABLE: &str = "serve-chunk-unavailable";
 }

@@ -193,9 +193,11 @@ async fn a_crash_between_chunk_files_and_their_record_recovers() {
     node.start();
     let client = node.client();
     eventually(WAIT, || client.list_buckets()).await;
-    let data = content("crash", 2 * MIB);
+    // A large chunk (pushed outside the log) and a small tail chunk, which rides
+    // in the log and has its file written by apply.
+    let data = content("crash", MIB + 100 * 1024);
     let opts = PutObjectOptions::default();
-    // The first chunk's apply aborts the node: the upload cannot succeed.
+    // The tail chunk's apply aborts the node: the upload cannot succeed.
     let put = client
         .with_call_timeout(Duration::from_secs(10))
         .put_object_bytes("private", "x", Bytes::from(data.clone()), &opts)
@@ -212,4 +214,76 @@ async fn a_crash_between_chunk_files_and_their_record_recovers() {
     let (_, got) = client.get_object("private", "x").await.unwrap();
     assert!(got == data);
     assert_eq!(chunk_files(&node.dir.join("data")), 2);
+}
+
+/// Window: an upload stored a large chunk on a quorum of members (outside the log)
+/// and crashed before proposing the record that names it. No object becomes
+/// visible, and once the grace period has passed no node keeps the chunk's file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_a_chunk_quorum_and_its_record_leaks_nothing() {
+    let armed = format!("{}=return", names::UPLOAD_AFTER_CHUNK_QUORUM);
+    let mut cluster = TestCluster::start_with_env(3, &["--chunk-gc-grace-ms", "5000"], |_| {
+        vec![("FAILPOINTS".into(), armed.clone())]
+    });
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    eventually(WAIT, || client.list_buckets()).await;
+    let data = content("quorum", 2 * MIB);
+    let opts = PutObjectOptions::default();
+    // Every node that takes the upload aborts once a quorum holds a chunk (the
+    // client retries elsewhere until too few nodes are left).
+    let put = client
+        .with_call_timeout(Duration::from_secs(10))
+        .put_object_bytes("private", "x", Bytes::from(data.clone()), &opts)
+        .await;
+    assert!(put.is_err(), "the upload reached past the crash point");
+    let crashed: Vec<u64> = cluster
+        .nodes
+        .iter_mut()
+        .filter_map(|n| n.exited().map(|_| n.id))
+        .collect();
+    assert!(!crashed.is_empty(), "no node reached the crash point");
+    let copies: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| chunk_files(&n.dir.join("data")))
+        .sum();
+    assert!(copies >= 2, "a quorum held the chunk: {copies} files");
+    for id in crashed {
+        let node = cluster.node(id);
+        wait_for_abort(node, names::UPLOAD_AFTER_CHUNK_QUORUM).await;
+        node.env.clear();
+        node.start();
+    }
+    cluster.wait_for_leader(WAIT).await;
+    let client = cluster.client();
+    let head = eventually(WAIT, || async {
+        match client.head_object("private", "x").await {
+            Err(e) if e.code() == "not_found" => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(head.code(), "not_found");
+    for node in &cluster.nodes {
+        let dir = node.dir.join("data");
+        eventually(WAIT, || {
+            let files = chunk_files(&dir);
+            async move {
+                if files == 0 {
+                    Ok(())
+                } else {
+                    Err(files)
+                }
+            }
+        })
+        .await;
+    }
+    // The cluster still takes the same upload, byte-exact.
+    eventually(WAIT, || {
+        client.put_object_bytes("private", "x", Bytes::from(data.clone()), &opts)
+    })
+    .await;
+    let (_, got) = client.get_object("private", "x").await.unwrap();
+    assert!(got == data);
 }

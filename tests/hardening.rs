@@ -99,6 +99,12 @@ async fn assert_peer_rpcs_refused(
             client.read_index(with_token(Vec::new(), token)).await,
         ),
         ("Hello", client.hello(with_token(Vec::new(), token)).await),
+        (
+            "StoreChunk",
+            client
+                .store_chunk(with_token([hash.to_vec(), b"x".to_vec()].concat(), token))
+                .await,
+        ),
     ];
     for (rpc, outcome) in outcomes {
         match outcome {

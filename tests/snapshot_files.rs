@@ -27,6 +27,7 @@ fn open(dir: &Path) -> std::io::Result<StateMachine> {
         Arc::new(LogGrowth::default()),
         SnapshotFloor::default(),
         tonic::transport::ClientTlsConfig::new(),
+        0,
     )
 }
 

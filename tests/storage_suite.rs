@@ -27,7 +27,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         floor.raise(Some(u64::MAX));
         let log = LogStore::open(disk.clone(), growth.clone(), floor.clone(), false)
             .map_err(|e| StorageIOError::write(&e))?;
-        let sm = StateMachine::open(disk, growth, floor, ClientTlsConfig::new())
+        let sm = StateMachine::open(disk, growth, floor, ClientTlsConfig::new(), 0)
             .map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, log, sm))
     }

@@ -5,8 +5,10 @@
 //! A body is a stream of [`Piece`]s: bytes, cut into `CHUNK_BYTES_MAX` chunks and
 //! hashed with BLAKE3, or a reference to a whole chunk the sender knows the cluster
 //! holds (incremental uploads send only what is missing). A chunk the cluster
-//! already holds is not proposed again. Each new chunk is its own Raft entry, with
-//! up to `UPLOAD_CHUNKS_IN_FLIGHT_MAX` of one upload replicating at once and all of
+//! already holds is not proposed again. A new large chunk is pushed to the members
+//! outside the log and then named by a small record; a small one rides in the log
+//! (`propose_chunk`). Up to `UPLOAD_CHUNKS_IN_FLIGHT_MAX` of one upload replicate
+//! at once and all of
 //! a node's uploads together holding at most `NODE_UPLOAD_BYTES_IN_FLIGHT_MAX`
 //! chunk bytes. Staged chunks stay unreferenced (and collectable after the GC grace
 //! period) until a manifest names them; a long upload touches them every quarter
@@ -22,10 +24,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::api::error::ApiError;
 use crate::chunk_ref::{ChunkRef, Hash};
 use crate::clock::now_ms;
+use crate::crash_point::{self, names};
 use crate::limits::{
     CHUNK_BYTES_MAX, NODE_UPLOAD_BYTES_IN_FLIGHT_MAX, UPLOAD_CHUNKS_IN_FLIGHT_MAX,
 };
-use crate::raft::{Node, Route};
+use crate::raft::{chunk_push, Node, Route};
 use crate::state::object::ObjectCommand;
 use crate::state::{self, chunks, ClientCommand, Command, Txn};
 
@@ -86,6 +89,13 @@ pub fn already_stored(node: &Node, hash: &Hash, len: u32) -> bool {
     }
 }
 
+/// [`already_stored`], and this node holds the file: a chunk whose record exists
+/// but whose file this node lacks (a push it missed) is pushed again rather than
+/// trusted, since the bytes are at hand and the copies elsewhere are not checked.
+fn already_stored_here(node: &Node, chunk: &ChunkRef) -> bool {
+    already_stored(node, &chunk.hash, chunk.len) && node.chunks.has(&chunk.hash)
+}
+
 /// A chunk proposal runs as its own task, so it replicates while the upload reads
 /// more of the body; an abandoned upload's staged chunks are collected by GC.
 type ChunkWrite = tokio::task::JoinHandle<Result<(), ApiError>>;
@@ -95,7 +105,12 @@ fn joined(result: Result<Result<(), ApiError>, tokio::task::JoinError>) -> Resul
 }
 
 /// Replicates one chunk; `permit` holds its bytes in the node's upload budget
-/// until the entry is committed.
+/// until the record is committed.
+///
+/// Small chunks (small files, file tails) ride in the log and share entries
+/// through group commit: one round for data and record. A large one is stored on
+/// a quorum of members first (`chunk_push`: written once per node, never through
+/// the log) and then named by a 36-byte record, which group commit packs too.
 async fn propose_chunk(
     node: Arc<Node>,
     route: Route,
@@ -103,18 +118,31 @@ async fn propose_chunk(
     hash: Hash,
     data: Bytes,
 ) -> Result<(), ApiError> {
-    let command = ClientCommand {
-        session: None,
-        command: Command::Object(ObjectCommand::PutChunk {
+    let command = if data.len() <= CHUNK_GROUP_COMMIT_BYTES_MAX {
+        ObjectCommand::PutChunk {
             hash,
             data: data.to_vec(),
-        }),
+        }
+    } else {
+        if route == Route::Leader {
+            // The record would be refused here: push nothing.
+            node.check_leader()?;
+        }
+        chunk_push::store_on_quorum(&node, hash, data.clone()).await?;
+        // Window: a quorum holds the chunk and no record names it (the orphan
+        // sweep deletes it a grace period later).
+        crash_point::crash_here(names::UPLOAD_AFTER_CHUNK_QUORUM);
+        ObjectCommand::StageChunk {
+            hash,
+            len: u32::try_from(data.len()).expect("a chunk is at most CHUNK_BYTES_MAX"),
+        }
     };
-    // Small chunks (small files, file tails) share entries through group commit;
-    // large ones travel alone, pipelined.
-    let small = data.len() <= CHUNK_GROUP_COMMIT_BYTES_MAX;
     drop(data);
-    let (outcome, _) = node.submit(command, route, !small).await?;
+    let command = ClientCommand {
+        session: None,
+        command: Command::Object(command),
+    };
+    let (outcome, _) = node.submit(command, route, false).await?;
     drop(permit);
     outcome?;
     Ok(())
@@ -220,7 +248,7 @@ where
             }
             let chunk_ref = ChunkRef::of(&chunk);
             refs.push(chunk_ref);
-            if already_stored(node, &chunk_ref.hash, chunk_ref.len) {
+            if already_stored_here(node, &chunk_ref) {
                 continue;
             }
             if keep == Keep::SoleSmallChunk
@@ -275,7 +303,7 @@ pub async fn stage_one(
     data: Bytes,
 ) -> Result<(ChunkRef, bool), ApiError> {
     let chunk_ref = ChunkRef::of(&data);
-    if already_stored(node, &chunk_ref.hash, chunk_ref.len) {
+    if already_stored_here(node, &chunk_ref) {
         return Ok((chunk_ref, false));
     }
     let permit = budget

@@ -65,6 +65,10 @@ pub struct ObjectBenchArgs {
     pub keep: bool,
     #[arg(long)]
     pub json: bool,
+    /// Process ids of the servers (comma-separated): the report then gives the CPU
+    /// seconds they used in each phase (from /proc), per MiB moved.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
 }
 
 /// One run: the put phase, then the get phase over the objects the put phase
@@ -99,6 +103,12 @@ pub struct ObjectBenchReport {
     pub get_latency_ms_max: f64,
     pub verified: bool,
     pub first_error: Option<String>,
+    /// CPU seconds the `--server-pids` used in each phase (`None` without them).
+    pub put_server_cpu_secs: Option<f64>,
+    pub get_server_cpu_secs: Option<f64>,
+    /// The same per MiB of object data moved, in milliseconds.
+    pub put_server_cpu_ms_per_mib: Option<f64>,
+    pub get_server_cpu_ms_per_mib: Option<f64>,
 }
 
 /// Parses `1048576`, `1MiB`, `1M`, `1MB`, `256KiB`, … into bytes. Binary suffixes
@@ -181,13 +191,28 @@ pub async fn run(
         phase_time_max: Duration::from_secs(args.phase_secs_max),
     });
     let all: Vec<u64> = (0..args.count).collect();
+    let pids = args.server_pids.clone();
+    let cpu = move || (!pids.is_empty()).then(|| super::proc_cpu::cpu_secs(&pids));
+    let cpu_start = cpu();
     let put = run_phase(&clients, &plan, Phase::Put, all).await?;
+    let cpu_put = cpu();
     let stored: Vec<u64> = put.done.clone();
     let get = run_phase(&clients, &plan, Phase::Get, stored.clone()).await?;
+    let cpu_get = cpu();
     if !args.keep {
         delete_objects(&setup, &plan, &stored).await;
     }
-    print_report(&build_report(&args, put, get), args.json);
+    let mut report = build_report(&args, put, get);
+    let used = |from: Option<f64>, to: Option<f64>| Some(to? - from?);
+    report.put_server_cpu_secs = used(cpu_start, cpu_put);
+    report.get_server_cpu_secs = used(cpu_put, cpu_get);
+    let per_mib = |secs: Option<f64>, bytes: u64| {
+        let mib = bytes as f64 / (1024.0 * 1024.0);
+        secs.filter(|_| mib > 0.0).map(|s| s * 1000.0 / mib)
+    };
+    report.put_server_cpu_ms_per_mib = per_mib(report.put_server_cpu_secs, report.put_bytes);
+    report.get_server_cpu_ms_per_mib = per_mib(report.get_server_cpu_secs, report.get_bytes);
+    print_report(&report, args.json);
     Ok(())
 }
 
@@ -461,6 +486,10 @@ fn build_report(args: &ObjectBenchArgs, put: PhaseResult, get: PhaseResult) -> O
         get_latency_ms_max: get_max,
         verified: args.verify,
         first_error: put.first_error.or(get.first_error),
+        put_server_cpu_secs: None,
+        get_server_cpu_secs: None,
+        put_server_cpu_ms_per_mib: None,
+        get_server_cpu_ms_per_mib: None,
     }
 }
 

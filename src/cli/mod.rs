@@ -17,6 +17,7 @@ pub mod kv;
 pub mod logging;
 pub mod mount;
 pub mod object;
+pub mod proc_cpu;
 pub mod queue;
 pub mod server;
 pub mod server_config;

@@ -99,6 +99,9 @@ pub struct Metrics {
     pub sweeps: Counter,
     pub sweep_items_removed: Counter,
     pub chunk_files_deleted: Counter,
+    pub log_cache_reads: Counter,
+    pub log_wal_reads: Counter,
+    pub chunk_pushes: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -118,6 +121,8 @@ impl Metrics {
         let (elections, leader_changes) = (Counter::default(), Counter::default());
         let (sweeps, sweep_items_removed) = (Counter::default(), Counter::default());
         let chunk_files_deleted = Counter::default();
+        let (log_cache_reads, log_wal_reads) = (Counter::default(), Counter::default());
+        let chunk_pushes = Counter::default();
         let mut registry = Registry::default();
         registry.register(
             "cairn_requests",
@@ -166,6 +171,21 @@ impl Metrics {
             "Chunk files this node deleted because chunk GC collected them",
             chunk_files_deleted.clone(),
         );
+        registry.register(
+            "cairn_raft_log_cache_reads",
+            "Log reads (replication, apply) served from the in-memory cache of the newest entries",
+            log_cache_reads.clone(),
+        );
+        registry.register(
+            "cairn_raft_log_wal_reads",
+            "Log reads the entry cache could not serve, read and decoded from the WAL",
+            log_wal_reads.clone(),
+        );
+        registry.register(
+            "cairn_chunk_pushes",
+            "Large chunks this node stored on a quorum outside the Raft log (chunk_push)",
+            chunk_pushes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -177,6 +197,9 @@ impl Metrics {
             sweeps,
             sweep_items_removed,
             chunk_files_deleted,
+            log_cache_reads,
+            log_wal_reads,
+            chunk_pushes,
         }
     }
 

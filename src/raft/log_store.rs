@@ -15,6 +15,7 @@
 //!
 //! openraft serializes all write IO; reads (replication) may run concurrently and
 //! share the WAL behind a mutex that is never held across an fsync of appended data.
+//! Reads of the newest entries are served from `entry_cache` when it holds them.
 
 // openraft's traits fix `StorageError` (large) as the error type; helpers share it.
 #![allow(clippy::result_large_err)]
@@ -28,6 +29,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use super::entry_cache::EntryCache;
 use super::snapshot_floor::SnapshotFloor;
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use super::wal::{self, Wal};
@@ -73,6 +75,8 @@ pub struct LogStore {
     deferred_purge: Arc<Mutex<Option<LogId>>>,
     /// See `Config::unsafe_ack_before_fsync`.
     unsafe_ack_before_fsync: bool,
+    /// The newest entries, decoded (lock order: `wal`, then this).
+    cache: Arc<Mutex<EntryCache>>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -130,11 +134,18 @@ impl LogStore {
             floor,
             deferred_purge: Arc::new(Mutex::new(None)),
             unsafe_ack_before_fsync,
+            cache: Arc::new(Mutex::new(EntryCache::default())),
         })
     }
 
     fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
         self.wal.lock().expect("the WAL lock is never poisoned")
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, EntryCache> {
+        self.cache
+            .lock()
+            .expect("the entry cache lock is never poisoned")
     }
 
     fn meta(&self) -> LogMeta {
@@ -192,6 +203,11 @@ impl LogStore {
             Some(purged) => first.max(purged.index + 1),
             None => first,
         };
+        if let Some(entries) = self.cache().get(start.max(first), end, bytes_max, last) {
+            crate::metrics::global().log_cache_reads.inc();
+            return Ok(entries);
+        }
+        crate::metrics::global().log_wal_reads.inc();
         let mut entries = Vec::new();
         let mut bytes = 0usize;
         for index in start.max(first)..end {
@@ -297,9 +313,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // 1. Write the records: readable as soon as this returns.
         let mut first = None;
         let mut payloads = Vec::new();
+        let mut cached = Vec::new();
         for entry in entries {
             first.get_or_insert(entry.log_id.index);
-            payloads.push(bincode::serialize(&entry).map_err(|e| write_err(*e))?);
+            let payload = bincode::serialize(&entry).map_err(|e| write_err(*e))?;
+            cached.push((entry, payload.len()));
+            payloads.push(payload);
         }
         let Some(first) = first else {
             callback.log_io_completed(Ok(()));
@@ -308,6 +327,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.finish_deferred_purge(Some(first)).await?;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
         let file = self.wal().append(first, &payloads).map_err(write_err)?;
+        self.cache().append(cached);
         self.growth.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.growth
             .entries
@@ -335,6 +355,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.finish_deferred_purge(None).await?;
+        self.cache().truncate_from(log_id.index);
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
             wal.lock()
@@ -406,6 +427,7 @@ impl LogStore {
             ..self.meta()
         };
         self.write_meta(meta).await?;
+        self.cache().purge_through(log_id.index);
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
             wal.lock()

@@ -11,7 +11,9 @@
 
 pub mod backup;
 pub mod chunk_fetch;
+pub mod chunk_push;
 pub mod disk_guard;
+pub mod entry_cache;
 pub mod error;
 pub mod forward;
 pub mod log_store;

@@ -52,6 +52,8 @@ const PROMOTE_CATCH_UP_WAIT_MS_MAX: u64 = 30_000;
 /// First and longest pause between rounds of fetching chunks that are still missing.
 const CHUNK_REPAIR_BACKOFF_MS_MIN: u64 = 500;
 const CHUNK_REPAIR_BACKOFF_MS_MAX: u64 = 30_000;
+/// The orphan chunk sweep runs at most this often (short test grace periods).
+const ORPHAN_SWEEP_INTERVAL_MS_MIN: u64 = 1_000;
 /// A learner within this many entries of the leader's log counts as caught up.
 const PROMOTE_LAG_ENTRIES_MAX: u64 = 100;
 
@@ -115,6 +117,8 @@ pub struct Node {
     pub(super) state_machine: StateMachine,
     /// Backups this node may stream at once (`BACKUPS_IN_FLIGHT_MAX`).
     pub(super) backups: Arc<tokio::sync::Semaphore>,
+    /// Chunk bytes still being pushed to slow members (`chunk_push`).
+    pub(super) chunk_push_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -138,9 +142,14 @@ impl Node {
             config.unsafe_ack_before_fsync,
         )
         .with_context(|| format!("opening the Raft log in {dir}/raft-log"))?;
-        let state_machine =
-            StateMachine::open(disk.clone(), growth.clone(), floor, peer_tls.clone())
-                .with_context(|| format!("opening the state machine in {dir}"))?;
+        let state_machine = StateMachine::open(
+            disk.clone(),
+            growth.clone(),
+            floor,
+            peer_tls.clone(),
+            config.chunk_gc_grace_ms,
+        )
+        .with_context(|| format!("opening the state machine in {dir}"))?;
         let store = state_machine.store().clone();
         let chunks = state_machine.chunks().clone();
         let queue_activity = state_machine.queue_activity();
@@ -191,6 +200,7 @@ impl Node {
             stop,
             state_machine: spare_state_machine,
             backups: Arc::new(tokio::sync::Semaphore::new(BACKUPS_IN_FLIGHT_MAX)),
+            chunk_push_budget: super::chunk_push::background_budget(),
         });
         // Before bootstrap, so that the first election is seen.
         super::observe::spawn_watch(&node);
@@ -199,6 +209,7 @@ impl Node {
         tokio::spawn(disk_watch_worker(node.clone()));
         tokio::spawn(snapshot_worker(node.clone()));
         tokio::spawn(chunk_repair_worker(node.clone()));
+        tokio::spawn(orphan_sweep_worker(node.clone()));
         tokio::spawn(quorum_watch(node.clone(), config.heartbeat_interval_ms));
         tokio::spawn(transfer::track_leadership(node.clone()));
         let pace = scrub::ScrubPace {
@@ -811,6 +822,24 @@ async fn chunk_repair_worker(node: Arc<Node>) {
         tokio::select! {
             _ = node.chunks_wanted.notified() => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Deletes chunk files no record names once they are a grace period old: pushes
+/// of uploads that never committed, deletions a crash lost. Runs every half grace
+/// period (at least `ORPHAN_SWEEP_INTERVAL_MS_MIN`) until shutdown.
+async fn orphan_sweep_worker(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    let grace = Duration::from_millis(node.chunk_gc_grace_ms);
+    let every = (grace / 2).max(Duration::from_millis(ORPHAN_SWEEP_INTERVAL_MS_MIN));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = node.state_machine.sweep_orphans(grace).await {
+            tracing::warn!(error = %e, "orphan chunk sweep");
         }
     }
 }

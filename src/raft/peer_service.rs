@@ -1,7 +1,8 @@
 //! Inbound Raft RPCs from peers: decode, hand to openraft, encode the result.
 //!
 //! Also answers `ReadIndex` for followers serving linearizable reads,
-//! `FetchChunk` for nodes copying object chunks they lack, `Propose` for
+//! `FetchChunk` for nodes copying object chunks they lack, `StoreChunk` for
+//! chunks an upload pushes before their record (`chunk_push`), `Propose` for
 //! writes forwarded by nodes that do not lead (`forward`) and `Elect` for a
 //! leader handing over its role (`transfer`). Only cairn nodes
 //! call this service.
@@ -102,6 +103,29 @@ impl RaftPeer for PeerService {
                 _ => Status::internal(e.to_string()),
             })?;
         Ok(Response::new(RaftPayload { data: data.into() }))
+    }
+
+    async fn store_chunk(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (hash, data) = super::chunk_push::decode_request(request.into_inner().data)
+            .ok_or_else(|| Status::invalid_argument("a chunk push starts with its 32-byte hash"))?;
+        if let Some(why) = self.node.disk_guard.own_shortage(self.node.id) {
+            return Err(Status::resource_exhausted(why));
+        }
+        let chunks = self.chunks.clone();
+        tokio::task::spawn_blocking(move || chunks.store_pushed(&hash, &data))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    Status::invalid_argument(e.to_string())
+                }
+                std::io::ErrorKind::StorageFull => Status::resource_exhausted(e.to_string()),
+                _ => Status::internal(e.to_string()),
+            })?;
+        Ok(Response::new(RaftPayload::default()))
     }
 
     async fn hello(&self, _request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

@@ -69,6 +69,11 @@ pub struct StateMachine {
     chunks_wanted: Arc<tokio::sync::Notify>,
     /// How chunks are fetched from peers after an install.
     peer_tls: tonic::transport::ClientTlsConfig,
+    /// Unnamed chunk files younger than this are kept (`remove_orphan_chunks`).
+    orphan_age_min: std::time::Duration,
+    /// Held exclusively while an install reloads the tree (when it names fewer
+    /// chunks than it will), shared by the orphan sweep.
+    reloading: Arc<std::sync::RwLock<()>>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -89,6 +94,7 @@ impl StateMachine {
         growth: Arc<LogGrowth>,
         floor: SnapshotFloor,
         peer_tls: tonic::transport::ClientTlsConfig,
+        chunk_gc_grace_ms: u64,
     ) -> io::Result<Self> {
         let snapshots_dir = disk.dir().join("snapshots");
         durable::create_dir_all(&snapshots_dir)?;
@@ -105,6 +111,8 @@ impl StateMachine {
             floor,
             chunks_wanted: Arc::new(tokio::sync::Notify::new()),
             peer_tls,
+            orphan_age_min: std::time::Duration::from_millis(chunk_gc_grace_ms),
+            reloading: Arc::new(std::sync::RwLock::new(())),
         };
         sm.recover()?;
         Ok(sm)
@@ -125,6 +133,22 @@ impl StateMachine {
 
     pub fn chunks(&self) -> &ChunkStore {
         &self.chunks
+    }
+
+    /// Deletes chunk files no record names that are at least `age_min` old (not
+    /// while an install reloads the tree).
+    pub async fn sweep_orphans(&self, age_min: std::time::Duration) -> io::Result<()> {
+        let (store, chunks, reloading) = (
+            self.store.clone(),
+            self.chunks.clone(),
+            self.reloading.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _not_reloading = reloading.read().unwrap_or_else(|e| e.into_inner());
+            remove_orphan_chunks(&store, &chunks, age_min)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     /// Copies the whole state tree, as of one applied index, into an anonymous
@@ -206,7 +230,7 @@ impl StateMachine {
                 }
             }
         }
-        remove_orphan_chunks(&self.store, &self.chunks)?;
+        remove_orphan_chunks(&self.store, &self.chunks, self.orphan_age_min)?;
         Ok(())
     }
 }
@@ -289,14 +313,23 @@ pub struct SpooledState {
     pub file: std::fs::File,
 }
 
-/// Deletes chunk files the state does not name. Only while no apply runs: apply
-/// writes a chunk's file before committing its record.
-fn remove_orphan_chunks(store: &Store, chunks: &ChunkStore) -> io::Result<()> {
+/// Deletes chunk files the state does not name and that are older than
+/// `age_min`: an upload stores a chunk on its members before the record naming it
+/// commits, and apply writes a logged chunk's file before committing its record,
+/// so a young unnamed file may be about to be named.
+fn remove_orphan_chunks(
+    store: &Store,
+    chunks: &ChunkStore,
+    age_min: std::time::Duration,
+) -> io::Result<()> {
     let tree = store.tree().clone();
-    let removed = chunks.remove_orphans(|hash| {
-        tree.contains_key(keys::chunk(hash))
-            .map_err(io::Error::other)
-    })?;
+    let removed = chunks.remove_orphans(
+        |hash| {
+            tree.contains_key(keys::chunk(hash))
+                .map_err(io::Error::other)
+        },
+        age_min,
+    )?;
     if removed > 0 {
         tracing::info!(removed, "deleted chunk files no object names");
     }
@@ -416,12 +449,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.store.commit(txn).map_err(sm_write_err)?;
         if !chunk_files.deletes.is_empty() {
-            self.chunks
-                .delete(&chunk_files.deletes)
+            // A file an upload's push renewed within half a grace period is about
+            // to be named again (`chunk_push`): kept, and swept as an orphan later
+            // if that upload never commits. Half: a chunk never referenced was
+            // written when it was staged, a full grace period before its GC.
+            let deleted = self
+                .chunks
+                .delete_unrenewed(&chunk_files.deletes, self.orphan_age_min / 2)
                 .map_err(sm_write_err)?;
-            crate::metrics::global()
-                .chunk_files_deleted
-                .inc_by(chunk_files.deletes.len() as u64);
+            crate::metrics::global().chunk_files_deleted.inc_by(deleted);
+        }
+        if chunk_files
+            .expected
+            .iter()
+            .any(|hash| !self.chunks.has(hash))
+        {
+            // This node missed the push: the repair worker fetches the chunk.
+            self.chunks_wanted.notify_one();
         }
         if sent_to_queue {
             self.queue_activity.notify_waiters();
@@ -455,7 +499,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
         let (chunks, floor) = (self.chunks.clone(), self.floor.clone());
         let dir = self.snapshots_dir.clone();
+        let (orphan_age_min, reloading) = (self.orphan_age_min, self.reloading.clone());
         tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let _reloading = reloading.write().unwrap_or_else(|e| e.into_inner());
             // Copy from the handle rather than renaming a known path: the handle is
             // whatever openraft passes (normally our anonymous receiving file).
             received.seek(SeekFrom::Start(0))?;
@@ -478,7 +524,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             durable::rename(&installing, &current)?;
             floor.raise(meta_owned.last_log_id.map(|id| id.index));
             load_snapshot_file(&store, &disk, &current, &meta_owned)?;
-            remove_orphan_chunks(&store, &chunks)
+            remove_orphan_chunks(&store, &chunks, orphan_age_min)
         })
         .await
         .map_err(snap_err)?

@@ -44,6 +44,23 @@ fn mark_unreferenced(txn: &mut Txn<'_>, hash: &Hash, record: &mut ChunkRecord, n
 /// a known unreferenced one has its grace period restarted, so an upload that
 /// reuses it is not raced by GC.
 pub fn stage(txn: &mut Txn<'_>, now_ms: u64, hash: &Hash, data: &[u8]) -> sled::Result<()> {
+    if record_staged(txn, now_ms, hash, data.len() as u32)? {
+        txn.write_chunk_file(*hash, data.to_vec());
+    }
+    Ok(())
+}
+
+/// Applies a chunk a quorum already stores (pushed outside the log): recorded as
+/// `stage` records it; the caller checks that this node holds the file.
+pub fn stage_pushed(txn: &mut Txn<'_>, now_ms: u64, hash: &Hash, len: u32) -> sled::Result<()> {
+    if record_staged(txn, now_ms, hash, len)? {
+        txn.expect_chunk_file(*hash);
+    }
+    Ok(())
+}
+
+/// Records a staged chunk; whether it is new.
+fn record_staged(txn: &mut Txn<'_>, now_ms: u64, hash: &Hash, len: u32) -> sled::Result<bool> {
     match get(txn, hash)? {
         Some(mut record) => {
             if record.refs == 0 && record.unreferenced_since_ms != now_ms {
@@ -53,16 +70,16 @@ pub fn stage(txn: &mut Txn<'_>, now_ms: u64, hash: &Hash, data: &[u8]) -> sled::
         }
         None => {
             let record = ChunkRecord {
-                len: data.len() as u32,
+                len,
                 refs: 0,
                 unreferenced_since_ms: now_ms,
             };
             txn.put(keys::chunk_unreferenced(now_ms, hash), Vec::new());
             put(txn, hash, &record);
-            txn.write_chunk_file(*hash, data.to_vec());
+            return Ok(true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Restarts the grace period of every unreferenced chunk among `hashes`.

@@ -76,7 +76,11 @@ impl Command {
             Command::Queue(c) => matches!(c, Q::Send { .. } | Q::Create { .. }),
             Command::Object(c) => matches!(
                 c,
-                O::PutChunk { .. } | O::Put(_) | O::Copy { .. } | O::CreateBucket { .. }
+                O::PutChunk { .. }
+                    | O::StageChunk { .. }
+                    | O::Put(_)
+                    | O::Copy { .. }
+                    | O::CreateBucket { .. }
             ),
             Command::Fs(c) => matches!(
                 c,
@@ -114,6 +118,7 @@ impl Command {
             }
             Command::Queue(_) => 128,
             Command::Object(ObjectCommand::PutChunk { data, .. }) => data.len(),
+            Command::Object(ObjectCommand::StageChunk { .. }) => 36,
             Command::Object(ObjectCommand::TouchChunks { hashes }) => hashes.len() * 32,
             Command::Object(ObjectCommand::Put(put)) => {
                 put.key.len() + put.chunks.len() * 36 + 128 + put.metadata.len() * 64

@@ -69,6 +69,14 @@ pub enum ObjectCommand {
         to_bucket: String,
         to_key: String,
     },
+    /// One chunk a quorum of members already stores durably, pushed outside the
+    /// log (`raft::chunk_push`): recorded like `PutChunk`, but apply writes no
+    /// file; a member that lacks it fetches it from a peer. Last in the enum, so
+    /// logs and snapshots written before it keep their encoding.
+    StageChunk {
+        hash: Hash,
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +239,18 @@ pub fn apply(
                 )));
             }
             chunks::stage(txn, ctx.now_ms, hash, data)?;
+            Ok(Ok(ObjectResponse::Done))
+        }
+        ObjectCommand::StageChunk { hash, len } => {
+            if *len == 0 || *len as usize > CHUNK_BYTES_MAX {
+                return Ok(Err(Error::limit(
+                    "chunk",
+                    CHUNK_BYTES_MAX as u64,
+                    u64::from(*len),
+                    "bytes",
+                )));
+            }
+            chunks::stage_pushed(txn, ctx.now_ms, hash, *len)?;
             Ok(Ok(ObjectResponse::Done))
         }
         ObjectCommand::TouchChunks { hashes } => {

@@ -30,16 +30,20 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 #[must_use]
 pub struct Mark(());
 
-/// Chunk files an apply batch creates and deletes (a hash is in at most one list).
+/// Chunk files an apply batch creates, expects and deletes (a hash is in at most
+/// one list).
 #[derive(Default)]
 pub struct ChunkFiles {
     pub writes: Vec<(Hash, Vec<u8>)>,
+    /// Chunks recorded whose files were pushed outside the log: a node that lacks
+    /// one fetches it.
+    pub expected: Vec<Hash>,
     pub deletes: Vec<Hash>,
 }
 
 impl ChunkFiles {
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.deletes.is_empty()
+        self.writes.is_empty() && self.expected.is_empty() && self.deletes.is_empty()
     }
 }
 
@@ -89,9 +93,17 @@ impl<'a> Txn<'a> {
         self.chunk_files.writes.push((hash, data));
     }
 
+    /// A chunk recorded whose file a quorum already holds (`StageChunk`).
+    pub fn expect_chunk_file(&mut self, hash: Hash) {
+        assert!(self.undo.is_none(), "chunk files cannot be rolled back");
+        self.chunk_files.deletes.retain(|h| h != &hash);
+        self.chunk_files.expected.push(hash);
+    }
+
     pub fn delete_chunk_file(&mut self, hash: Hash) {
         assert!(self.undo.is_none(), "chunk files cannot be rolled back");
         self.chunk_files.writes.retain(|(h, _)| h != &hash);
+        self.chunk_files.expected.retain(|h| h != &hash);
         self.chunk_files.deletes.push(hash);
     }
 
