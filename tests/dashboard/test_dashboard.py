@@ -63,9 +63,12 @@ def confirm(browser):
     gone(browser, "dialog button[value=yes]")
 
 
-def notice(browser):
+def error_notice(browser):
+    """The page's notice if it shows an error (an earlier success notice may
+    still be on screen for a few seconds)."""
     box = find(browser, "#notice")
-    return box.text if box.is_displayed() else ""
+    shown = box.is_displayed() and "error" in (box.get_attribute("class") or "").split()
+    return box.text if shown else ""
 
 
 def random_bytes(n, seed):
@@ -218,7 +221,7 @@ def test_files(browser, cluster, api, tmp_path, downloads):
     # Renaming onto an existing name is refused with the server's message.
     row(browser, 'tr[data-name="renamed.bin"]').find_element(CSS, "button[aria-label^=Rename]").click()
     answer_prompt(browser, "tree")
-    message = wait_until(lambda: notice(browser), "the refusal of a rename onto a folder")
+    message = wait_until(lambda: error_notice(browser), "the refusal of a rename onto a folder")
     assert "exists" in message.lower(), message
 
     # Drag and drop a real file onto the listing (the browser's own drop).
