@@ -29,6 +29,7 @@
 #      removes its temp directory.
 #
 # Environment:
+#   CAIRN_BIN     measure this cairn binary instead of building target/release/cairn
 #   RESULTS       results file (default target/bench/object-<UTC time>.jsonl);
 #                 appended to, so a file from an earlier run gets the new lines too
 #   TMPDIR        where the temp directory goes (default /tmp); put it on the disk
@@ -69,9 +70,13 @@ source "$root/cluster/bench-lib.sh"
 command -v fio >/dev/null || install_debian_packages fio
 command -v fio >/dev/null || die "no fio binary; apt-get install -y fio"
 
-log "building cairn (cargo build --release)"
-(cd "$root" && cargo build --quiet --release --bin cairn) >&2
-built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+if [[ -n "${CAIRN_BIN:-}" ]]; then
+  built_bin="$CAIRN_BIN"
+else
+  log "building cairn (cargo build --release)"
+  (cd "$root" && cargo build --quiet --release --bin cairn) >&2
+  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+fi
 [[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
 
 port_in_use() {

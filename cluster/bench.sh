@@ -27,6 +27,7 @@
 #      removes its temp directory.
 #
 # Environment:
+#   CAIRN_BIN     measure this cairn binary instead of building target/release/cairn
 #   DURATION      seconds per cell and system (default 10)
 #   RESULTS       results file (default target/bench/results-<UTC time>.jsonl);
 #                 appended to, so a file from an earlier run gets the new lines too
@@ -82,9 +83,13 @@ command -v "$etcd_bin" >/dev/null || die "no etcd binary ($etcd_bin)"
 etcd_version="$("$etcd_bin" --version | awk '/^etcd Version:/ { print $3 }')"
 [[ "$etcd_version" == 3.4.* ]] || log "warning: etcd $etcd_version is not 3.4; the comparison is meant against etcd 3.4"
 
-log "building cairn (cargo build --release --features etcd-bench)"
-(cd "$root" && cargo build --quiet --release --features etcd-bench --bin cairn) >&2
-built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+if [[ -n "${CAIRN_BIN:-}" ]]; then
+  built_bin="$CAIRN_BIN"
+else
+  log "building cairn (cargo build --release --features etcd-bench)"
+  (cd "$root" && cargo build --quiet --release --features etcd-bench --bin cairn) >&2
+  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+fi
 [[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
 
 port_in_use() {
