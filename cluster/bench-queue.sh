@@ -7,6 +7,7 @@
 #
 #   cluster/bench-queue.sh                   10 s per cell (a quick look)
 #   DURATION=30 cluster/bench-queue.sh       the full run behind docs/benchmarks.md
+#   BATCH=32 cluster/bench-queue.sh          consumers take up to 32 messages per receive
 #
 # What it does:
 #   1. builds target/release/cairn with `--features nats-bench`;
@@ -18,11 +19,11 @@
 #      with it (clients 4240-4242, routes 6240-6242, monitoring 8240-8242), the
 #      "nats-sync" system. Each node has its own data directory under one temp
 #      directory;
-#   3. runs producers = consumers = {1, 64}, 256-byte messages, DURATION seconds
-#      per cell, against: cairn popping, cairn leasing then acking, NATS, and
-#      nats-sync if there is one; the order of the systems rotates from one cell
-#      to the next so that drift (page cache, disk, the other load on the machine)
-#      falls on all alike;
+#   3. runs producers = consumers = {1, 64}, 256-byte messages, receives of up to
+#      BATCH messages, DURATION seconds per cell, against: cairn popping, cairn
+#      leasing then acking, NATS, and nats-sync if there is one; the order of
+#      the systems rotates from one cell to the next so that drift (page cache,
+#      disk, the other load on the machine) falls on all alike;
 #   4. appends every report (one JSON line each) to the results file and prints
 #      the table, also written next to it as .md;
 #   5. on exit, however it exits, stops the processes it started (by pid) and
@@ -30,6 +31,8 @@
 #
 # Environment:
 #   DURATION      seconds per cell and system (default 10)
+#   BATCH         messages one receive may take, 1 to 256 (default 1): passed as
+#                 `--batch` to every cell (cairn's max_messages, NATS's fetch size)
 #   RESULTS       results file (default target/bench/queue-<UTC time>.jsonl);
 #                 appended to, so a file from an earlier run gets the new lines too
 #   NATS_BIN      nats-server binary (default: `nats-server` on PATH)
@@ -61,6 +64,8 @@ readonly CELL_SLACK_SECS=120
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 duration_secs="${DURATION:-10}"
 [[ "$duration_secs" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "bench-queue.sh: DURATION must be a number of seconds" >&2; exit 2; }
+batch="${BATCH:-1}"
+[[ "$batch" =~ ^[0-9]+$ ]] && (( batch >= 1 && batch <= 256 )) || { echo "bench-queue.sh: BATCH must be a whole number from 1 to 256" >&2; exit 2; }
 
 SCRIPT_NAME=bench-queue.sh
 # shellcheck source=cluster/bench-lib.sh
@@ -193,7 +198,7 @@ run_cell() {
   if [[ "$key" == cairn ]]; then endpoints="$cairn_endpoints"; else endpoints="${nats_endpoints[$key]}"; fi
   local args=(bench queue --target "$target" --endpoints "$endpoints"
     --producers "$tasks" --consumers "$tasks" --duration "$duration_secs"
-    --size "$MESSAGE_SIZE_BYTES" --json)
+    --size "$MESSAGE_SIZE_BYTES" --batch "$batch" --json)
   [[ "$lease" == - ]] || args+=(--lease-ms "$lease")
   runs=$(( runs + 1 ))
   # RUST_LOG=warn: the NATS client logs every connection at info.
@@ -207,7 +212,7 @@ run_cell() {
   fi
 }
 
-log "running ${#TASK_COUNTS[@]} cells x ${#systems[@]} systems, ${duration_secs}s each; results in $results"
+log "running ${#TASK_COUNTS[@]} cells x ${#systems[@]} systems, ${duration_secs}s each, batch $batch; results in $results"
 cell=0
 for tasks in "${TASK_COUNTS[@]}"; do
   all_alive || die "a node exited during the run"
@@ -230,7 +235,7 @@ table() {
       if (!(n in seen_n)) { seen_n[n] = 1; ns[++n_count] = n }
       if (!(s in seen_s)) { seen_s[s] = 1; ss[++s_count] = s }
       k = s SUBSEP n
-      has[k] = 1; mode[k] = field($0, "mode")
+      has[k] = 1; mode[k] = field($0, "mode"); batch[k] = field($0, "batch")
       sops[k] = field($0, "send_ops_per_sec"); sp50[k] = field($0, "send_latency_ms_p50")
       sp99[k] = field($0, "send_latency_ms_p99"); serr[k] = field($0, "send_errors")
       rops[k] = field($0, "receive_ops_per_sec"); rp50[k] = field($0, "receive_latency_ms_p50")
@@ -238,15 +243,15 @@ table() {
       backlog[k] = field($0, "backlog_messages")
     }
     END {
-      print "| producers = consumers | system | mode | send ops/s | send p50 ms | send p99 ms | receive ops/s | receive p50 ms | receive p99 ms | backlog at end | errors send / receive | send ops/s vs nats | receive ops/s vs nats |"
-      print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| producers = consumers | system | mode | batch | send ops/s | send p50 ms | send p99 ms | receive ops/s | receive p50 ms | receive p99 ms | backlog at end | errors send / receive | send ops/s vs nats | receive ops/s vs nats |"
+      print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for (i = 1; i <= n_count; i++) {
         n = ns[i]; ref = "nats" SUBSEP n
         for (j = 1; j <= s_count; j++) {
           k = ss[j] SUBSEP n
-          if (!has[k]) { printf "| %s | %s | failed | | | | | | | | | | |\n", n, ss[j]; continue }
-          printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %s | %s / %s | %s | %s |\n", \
-            n, ss[j], mode[k], sops[k], sp50[k], sp99[k], rops[k], rp50[k], rp99[k], backlog[k], \
+          if (!has[k]) { printf "| %s | %s | failed | | | | | | | | | | | |\n", n, ss[j]; continue }
+          printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %s | %s / %s | %s | %s |\n", \
+            n, ss[j], mode[k], batch[k], sops[k], sp50[k], sp99[k], rops[k], rp50[k], rp99[k], backlog[k], \
             serr[k], rerr[k], \
             has[ref] ? ratio(sops[k], sops[ref]) : "n/a", has[ref] ? ratio(rops[k], rops[ref]) : "n/a"
         }
@@ -257,7 +262,7 @@ table() {
 
 table_file="${results%.jsonl}.md"
 {
-  echo "DURATION=${duration_secs}s per cell, ${MESSAGE_SIZE_BYTES}-byte messages, 3 nodes each on 127.0.0.1;"
+  echo "DURATION=${duration_secs}s per cell, ${MESSAGE_SIZE_BYTES}-byte messages, BATCH=${batch} per receive, 3 nodes each on 127.0.0.1;"
   echo "cairn $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), nats-server $nats_version$( (( nats_sync == 1 )) && echo ' (nats-sync: sync_interval always)' );"
   echo "$(nproc) cores, $(free -h | awk '/^Mem:/ { print $2 }') memory, data on $(df -h "$tmp_dir" | awk 'NR == 2 { print $1 " (" $2 ")" }')."
   echo

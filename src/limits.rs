@@ -37,6 +37,24 @@ pub const QUEUE_SCAN_MESSAGES_MAX: usize = 10_000;
 pub const QUEUE_PEEK_MESSAGES_MAX: usize = 100;
 /// Longest long-poll wait of a receive.
 pub const QUEUE_WAIT_MS_MAX: u64 = 20_000;
+/// Messages one receive may take (`max_messages`), popped or leased in one Raft
+/// command. More is rejected with `LimitExceeded { field: "max_messages" }`.
+pub const QUEUE_RECEIVE_MESSAGES_MAX: u32 = 256;
+/// Reply bytes one batch receive fills: it stops before the message that would pass
+/// this, so it may return fewer than asked (the first visible message is always
+/// taken, whatever its size). As large as one send: a receive's outcome, which the
+/// session table keeps for retries, stays the size of one send's Raft entry.
+pub const QUEUE_RECEIVE_BYTES_MAX: u64 = QUEUE_SEND_BYTES_MAX;
+/// What a received message adds to a reply besides its body (seq, counts, a
+/// receipt of at most 52 characters, protobuf framing), counted against
+/// `QUEUE_RECEIVE_BYTES_MAX`; an upper bound.
+pub const QUEUE_RECEIVE_MESSAGE_OVERHEAD_BYTES: u64 = 128;
+// A batch reply also repeats its first message in the single-message fields, and
+// that message may be as large as the configurable ceiling.
+const _: () = assert!(
+    (QUEUE_RECEIVE_BYTES_MAX + 2 * (KV_ENTRY_BYTES_CEILING + QUEUE_RECEIVE_MESSAGE_OVERHEAD_BYTES))
+        < GRPC_MESSAGE_BYTES_MAX as u64
+);
 
 /// Largest chunk of an object: the unit of dedupe and of one Raft entry's data.
 pub const CHUNK_BYTES_MAX: usize = 1024 * 1024;

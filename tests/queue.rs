@@ -1,6 +1,8 @@
 //! Queues on real clusters: FIFO order, lease expiry back to the original
-//! position, the message size limit at its edge, long polling, and no loss (and,
-//! for pops, no duplicates) while the leader is killed and restarted.
+//! position, the message size limit at its edge, long polling, batch receives
+//! (order, per-message leases and receipts, the count limit), and no loss (and,
+//! for pops, no duplicates) while the leader is killed and restarted, with single
+//! and batch receives.
 //! Method: server processes on loopback driven through the SDK; producers and
 //! consumers are tasks recording what they sent and received.
 
@@ -10,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::client::{Client, Error, ReceiveOptions};
+use cairn::client::{Client, Error, Message, ReceiveOptions};
+use cairn::proto::clients::QueueClient;
+use cairn::proto::v1;
 use common::{eventually, TestCluster};
 use tokio::sync::Mutex;
 
@@ -145,6 +149,154 @@ async fn a_long_poll_returns_as_soon_as_a_message_is_sent() {
     );
 }
 
+fn bodies(messages: &[Message]) -> Vec<&[u8]> {
+    messages.iter().map(|m| m.body.as_ref()).collect()
+}
+
+async fn send_all(client: &Client, bodies: &[&str]) {
+    for body in bodies {
+        client.send("q", body.as_bytes()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_pop_takes_the_head_in_order_removes_exactly_those_and_stops_at_what_is_there() {
+    let cluster = TestCluster::dev();
+    let client = cluster.client();
+    eventually(WAIT, || client.create_queue("q")).await;
+    send_all(&client, &["m1", "m2", "m3", "m4", "m5"]).await;
+    let popped = client
+        .receive_batch("q", 3, ReceiveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(bodies(&popped), [&b"m1"[..], b"m2", b"m3"]);
+    assert!(popped.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(
+        popped.iter().all(|m| m.receipt.is_empty()),
+        "pops have no receipt"
+    );
+    assert_eq!(client.queue_length("q").await.unwrap(), 2);
+    // Asking for more than is there returns what is there, at once.
+    let rest = client
+        .receive_batch("q", 100, ReceiveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(bodies(&rest), [&b"m4"[..], b"m5"]);
+    let none = client
+        .receive_batch("q", 100, ReceiveOptions::default())
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    assert_eq!(client.queue_length("q").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_lease_hides_its_messages_each_receipt_acks_alone_and_the_unacked_one_returns() {
+    let cluster = TestCluster::dev();
+    let client = cluster.client();
+    eventually(WAIT, || client.create_queue("q")).await;
+    send_all(&client, &["m1", "m2", "m3"]).await;
+    let leased = client.receive_batch("q", 2, lease(1.0)).await.unwrap();
+    assert_eq!(bodies(&leased), [&b"m1"[..], b"m2"]);
+    assert_ne!(leased[0].receipt, leased[1].receipt);
+    // Both are hidden: the next batch gets only m3.
+    let next = client.receive_batch("q", 10, lease(30.0)).await.unwrap();
+    assert_eq!(bodies(&next), [&b"m3"[..]]);
+    client.ack("q", &leased[0].receipt).await.unwrap();
+    client.ack("q", &next[0].receipt).await.unwrap();
+    assert_eq!(
+        client.queue_length("q").await.unwrap(),
+        1,
+        "m2 is still leased"
+    );
+    // m2's lease runs out (the one thing here measured in time, so the test waits
+    // it out) and it comes back, on its second delivery.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = client.receive_batch("q", 10, lease(30.0)).await.unwrap();
+    assert_eq!(bodies(&again), [&b"m2"[..]]);
+    assert_eq!(again[0].delivery_count, 2);
+    assert!(matches!(
+        client.ack("q", &leased[1].receipt).await,
+        Err(Error::NotFound(_))
+    ));
+    client.ack("q", &again[0].receipt).await.unwrap();
+    assert_eq!(client.queue_length("q").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_over_the_receive_limit_is_invalid_argument_and_changes_nothing() {
+    const LIMIT: u32 = 256;
+    let cluster = TestCluster::dev();
+    let client = cluster.client();
+    eventually(WAIT, || client.create_queue("q")).await;
+    send_all(&client, &["m1", "m2"]).await;
+    match client
+        .receive_batch("q", LIMIT + 1, ReceiveOptions::default())
+        .await
+    {
+        Err(Error::LimitExceeded { field, limit, .. }) => {
+            assert_eq!((field.as_str(), limit), ("max_messages", u64::from(LIMIT)));
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+    // In gRPC terms: INVALID_ARGUMENT, naming the field and the limit.
+    let mut raw = QueueClient::connect(format!("http://{}", cluster.nodes[0].grpc))
+        .await
+        .unwrap();
+    let request = v1::ReceiveRequest {
+        queue: "q".into(),
+        max_messages: LIMIT + 1,
+        ..Default::default()
+    };
+    let status = raw.receive(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("max_messages") && status.message().contains("256"),
+        "{status:?}"
+    );
+    assert_eq!(
+        client.queue_length("q").await.unwrap(),
+        2,
+        "nothing was taken"
+    );
+    let at_limit = client
+        .receive_batch("q", LIMIT, ReceiveOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        bodies(&at_limit),
+        [&b"m1"[..], b"m2"],
+        "exactly the limit is accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_long_poll_wakes_when_a_message_is_sent() {
+    let cluster = TestCluster::dev();
+    let client = cluster.client();
+    eventually(WAIT, || client.create_queue("q")).await;
+    let sender = client.clone();
+    let sent_at = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sender.send("q", b"wake").await.unwrap();
+        Instant::now()
+    });
+    let options = ReceiveOptions {
+        lease: None,
+        wait: Duration::from_secs(15),
+    };
+    let got = client.receive_batch("q", 10, options).await.unwrap();
+    let received_at = Instant::now();
+    let sent_at = sent_at.await.unwrap();
+    // It returns with what is there rather than waiting to fill the batch.
+    assert_eq!(bodies(&got), [&b"wake"[..]]);
+    let delay = received_at.saturating_duration_since(sent_at);
+    assert!(
+        delay < Duration::from_secs(5),
+        "the poll was not woken by the send: {delay:?}"
+    );
+}
+
 const PRODUCERS: usize = 4;
 const MESSAGES_PER_PRODUCER: usize = 250;
 const CONSUMERS: usize = 3;
@@ -155,6 +307,8 @@ struct Record {
     sent: BTreeMap<(usize, usize), u64>,
     /// Every delivery: (consumer, seq, body).
     received: Vec<(usize, u64, String)>,
+    /// The most messages one receive returned.
+    largest_batch: usize,
 }
 
 fn parse_body(body: &str) -> (usize, usize) {
@@ -162,8 +316,9 @@ fn parse_body(body: &str) -> (usize, usize) {
     (p.parse().unwrap(), i.parse().unwrap())
 }
 
-/// Producers and consumers run while the leader is killed and restarted once.
-async fn run_through_leader_kill(leased: bool) -> Record {
+/// Producers and consumers run while the leader is killed and restarted once;
+/// consumers take up to `batch` messages per receive.
+async fn run_through_leader_kill(leased: bool, batch: u32) -> Record {
     let mut cluster = TestCluster::start(3, &[]);
     cluster.wait_for_leader(WAIT).await;
     let setup = cluster.client();
@@ -183,9 +338,20 @@ async fn run_through_leader_kill(leased: bool) -> Record {
         }));
     }
     let total = PRODUCERS * MESSAGES_PER_PRODUCER;
+    if batch > 1 {
+        // Let a backlog build, so that batches are full while the leader dies.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
     for c in 0..CONSUMERS {
         let (client, record) = (cluster.client(), record.clone());
-        tasks.push(tokio::spawn(consume(client, record, c, leased, total)));
+        let consumer = Consumer {
+            client,
+            record,
+            consumer: c,
+            leased,
+            batch,
+        };
+        tasks.push(tokio::spawn(consume(consumer, total)));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let leader = cluster.wait_for_leader(WAIT).await;
@@ -204,20 +370,36 @@ async fn run_through_leader_kill(leased: bool) -> Record {
         .into_inner()
 }
 
-async fn consume(
+struct Consumer {
     client: Client,
     record: Arc<Mutex<Record>>,
     consumer: usize,
     leased: bool,
-    total: usize,
-) {
+    batch: u32,
+}
+
+impl Consumer {
+    /// One receive: a single one for a batch of 1 (the SDK's `receive`), else
+    /// `receive_batch`; empty on an error (the caller asks again).
+    async fn receive(&self, options: ReceiveOptions) -> Vec<Message> {
+        if self.batch == 1 {
+            let received = self.client.receive("work", options).await;
+            return received.ok().flatten().into_iter().collect();
+        }
+        let received = self.client.receive_batch("work", self.batch, options).await;
+        received.unwrap_or_default()
+    }
+}
+
+async fn consume(consumer: Consumer, total: usize) {
     let options = ReceiveOptions {
-        lease: leased.then(|| Duration::from_secs(5)),
+        lease: consumer.leased.then(|| Duration::from_secs(5)),
         wait: Duration::from_millis(500),
     };
     let deadline = Instant::now() + Duration::from_secs(150);
     while Instant::now() < deadline {
-        let distinct: BTreeSet<u64> = record
+        let distinct: BTreeSet<u64> = consumer
+            .record
             .lock()
             .await
             .received
@@ -227,18 +409,19 @@ async fn consume(
         if distinct.len() >= total {
             return;
         }
-        let Ok(Some(message)) = client.receive("work", options).await else {
-            continue;
-        };
-        let body = String::from_utf8(message.body.to_vec()).unwrap();
-        record
-            .lock()
-            .await
-            .received
-            .push((consumer, message.seq, body));
-        if leased {
-            // An ack that fails (lease lost to a slow election) means a redelivery, which is allowed.
-            let _ = client.ack("work", &message.receipt).await;
+        let messages = consumer.receive(options).await;
+        {
+            let mut record = consumer.record.lock().await;
+            record.largest_batch = record.largest_batch.max(messages.len());
+        }
+        for message in messages {
+            let body = String::from_utf8(message.body.to_vec()).unwrap();
+            let delivery = (consumer.consumer, message.seq, body);
+            consumer.record.lock().await.received.push(delivery);
+            if consumer.leased {
+                // An ack that fails (lease lost to a slow election) means a redelivery, which is allowed.
+                let _ = consumer.client.ack("work", &message.receipt).await;
+            }
         }
     }
 }
@@ -283,7 +466,7 @@ fn assert_every_sent_message_received(record: &Record) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lease_ack_delivers_every_message_at_least_once_through_a_leader_kill() {
-    let record = run_through_leader_kill(true).await;
+    let record = run_through_leader_kill(true, 1).await;
     assert_eq!(record.sent.len(), PRODUCERS * MESSAGES_PER_PRODUCER);
     assert_fifo_per_producer(&record);
     assert_every_sent_message_received(&record);
@@ -296,9 +479,24 @@ async fn lease_ack_delivers_every_message_at_least_once_through_a_leader_kill() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pop_never_returns_a_message_twice_or_loses_one_through_a_leader_kill() {
-    let record = run_through_leader_kill(false).await;
-    assert_fifo_per_producer(&record);
-    assert_every_sent_message_received(&record);
+    let record = run_through_leader_kill(false, 1).await;
+    assert_pops_exactly_once_in_queue_order(&record);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_pops_never_return_a_message_twice_or_lose_one_through_a_leader_kill() {
+    let record = run_through_leader_kill(false, 16).await;
+    assert_pops_exactly_once_in_queue_order(&record);
+    eprintln!("the largest batch held {} messages", record.largest_batch);
+    assert!(
+        record.largest_batch > 1,
+        "no receive took more than one message"
+    );
+}
+
+fn assert_pops_exactly_once_in_queue_order(record: &Record) {
+    assert_fifo_per_producer(record);
+    assert_every_sent_message_received(record);
     let mut seen = BTreeSet::new();
     for (_, seq, body) in &record.received {
         assert!(

@@ -74,6 +74,7 @@ fn pop_request(wait_ms: u64) -> v1::ReceiveRequest {
         queue: "q".to_string(),
         lease_ms: 0,
         wait_ms,
+        max_messages: 1,
     }
 }
 

@@ -14,6 +14,12 @@
 //! is a pull of one message (`batch`, expiring after the long-poll wait) and a
 //! `double_ack` of it, which waits for the server's reply to the ack; there is no
 //! pop in JetStream, so NATS always runs in "fetch-ack" mode.
+//!
+//! With `--batch N` above 1 a receive is a `fetch` of up to N (a no-wait pull: what
+//! is there now), and only if that finds nothing, the one-message long poll above;
+//! then a `double_ack` of every message, all in flight together. So, like cairn's
+//! batch receive, it waits only while nothing is there and never to fill a batch
+//! (a plain `batch` pull of N would wait until N arrive or the pull expires).
 
 use std::time::{Duration, Instant};
 
@@ -136,12 +142,13 @@ pub async fn bench_queue(
             .await
         }));
     }
+    let batch = usize::try_from(args.batch)?;
     let mut consumers = Vec::with_capacity(args.consumers);
     for pull in pull_consumers {
         consumers.push(tokio::spawn(async move {
             run_consumer(until, |wait| {
                 let pull = pull.clone();
-                async move { fetch_ack(&pull, wait).await }
+                async move { fetch_ack(&pull, wait, batch).await }
             })
             .await
         }));
@@ -161,19 +168,54 @@ pub async fn bench_queue(
     ))
 }
 
-/// One receive: pull one message, waiting up to `wait`, and ack it (waiting for
-/// the server's reply).
-async fn fetch_ack(pull: &consumer::PullConsumer, wait: Duration) -> Received {
-    let mut batch = match pull.batch().max_messages(1).expires(wait).messages().await {
-        Ok(batch) => batch,
-        Err(e) => return Received::Failed(format!("pull: {e}")),
-    };
-    match batch.next().await {
-        None => Received::Empty,
-        Some(Err(e)) => Received::Failed(format!("pull: {e}")),
-        Some(Ok(message)) => match message.double_ack().await {
-            Ok(()) => Received::Consumed,
-            Err(e) => Received::Failed(format!("ack: {e}")),
-        },
+/// One receive: up to `batch` messages (see the module doc), waiting up to `wait`
+/// while there is none, each acked (waiting for the server's replies).
+async fn fetch_ack(pull: &consumer::PullConsumer, wait: Duration, batch: usize) -> Received {
+    let mut messages = Vec::new();
+    if batch > 1 {
+        match pull.fetch().max_messages(batch).messages().await {
+            Ok(stream) => {
+                if let Err(e) = collect(stream, &mut messages).await {
+                    return Received::Failed(format!("fetch: {e}"));
+                }
+            }
+            Err(e) => return Received::Failed(format!("fetch: {e}")),
+        }
     }
+    if messages.is_empty() {
+        match pull.batch().max_messages(1).expires(wait).messages().await {
+            Ok(stream) => {
+                if let Err(e) = collect(stream, &mut messages).await {
+                    return Received::Failed(format!("pull: {e}"));
+                }
+            }
+            Err(e) => return Received::Failed(format!("pull: {e}")),
+        }
+    }
+    if messages.is_empty() {
+        return Received::Empty;
+    }
+    let count = messages.len() as u64;
+    let acks = messages.iter().map(|message| message.double_ack());
+    // As for cairn: a failed ack fails the whole call.
+    match futures::future::join_all(acks)
+        .await
+        .into_iter()
+        .find_map(Result::err)
+    {
+        None => Received::Consumed(count),
+        Some(e) => Received::Failed(format!("ack: {e}")),
+    }
+}
+
+/// Reads a pull's messages until the server ends it (batch filled, no messages
+/// left, or expired); the stream holds at most the pull's batch size.
+async fn collect(
+    mut stream: consumer::pull::Batch,
+    messages: &mut Vec<jetstream::Message>,
+) -> Result<(), async_nats::Error> {
+    while let Some(message) = stream.next().await {
+        messages.push(message?);
+    }
+    Ok(())
 }

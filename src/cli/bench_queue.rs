@@ -4,8 +4,10 @@
 //!
 //! P producer tasks each send one `--size`-byte message to the queue
 //! [`BENCH_QUEUE`] and wait for the reply before sending the next; C consumer tasks
-//! each receive one message (pop, or with `--lease-ms` lease then ack) and wait for
-//! the reply before asking again. A receive long-polls for at most
+//! each receive up to `--batch` messages in one call (pop, or with `--lease-ms`
+//! lease then ack every receipt, the acks in flight together) and wait for that
+//! before asking again; a receive of k messages counts as k operations, each with
+//! the call's latency. A receive long-polls for at most
 //! [`RECEIVE_WAIT_MS_MAX`] (never past the end of the run), so idle consumers wait
 //! on the server instead of spinning. Every task has its own connection (cairn: one
 //! SDK `Client`). The queue is created if missing and purged before the clock
@@ -23,6 +25,7 @@ use serde::Serialize;
 
 use super::bench::{cairn_client, print_json, WorkerResult};
 use crate::client::{Client, ReceiveOptions};
+use crate::limits::QUEUE_RECEIVE_MESSAGES_MAX;
 
 /// The queue (and, for NATS, the stream and subject) the benchmark uses.
 pub(super) const BENCH_QUEUE: &str = "bench-queue";
@@ -67,6 +70,10 @@ pub struct QueueBenchArgs {
     /// (cairn). For NATS, the consumer's ack wait (default 30 s); NATS always acks.
     #[arg(long)]
     pub lease_ms: Option<u64>,
+    /// Messages one receive may take (1 to 256): cairn's `max_messages`, the size
+    /// of a NATS fetch. Both return what is there rather than wait to fill it.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
     /// Replicas of the NATS stream (ignored for cairn, which replicates to every node).
     #[arg(long, default_value_t = 3)]
     pub nats_replicas: usize,
@@ -86,6 +93,8 @@ pub struct QueueBenchReport {
     pub message_size_bytes: usize,
     /// The lease (cairn) or ack wait (NATS), if one was given.
     pub lease_ms: Option<u64>,
+    /// Messages one receive call could take (`--batch`).
+    pub batch: u32,
     /// Measured wall time from the start until every task had stopped.
     pub duration_secs: f64,
     /// Acknowledged sends.
@@ -97,13 +106,15 @@ pub struct QueueBenchReport {
     pub send_latency_ms_p99: f64,
     pub send_latency_ms_max: f64,
     /// Messages consumed: popped, or leased and acked (NATS: fetched and acked).
+    /// A receive call that took k messages counts k.
     pub receive_ops: u64,
-    /// Receives that found no message within their long-poll wait.
+    /// Receive calls that found no message within their long-poll wait.
     pub receive_empty: u64,
     pub receive_errors: u64,
     pub receive_ops_per_sec: f64,
-    /// From asking for a message to having consumed it (the ack's reply included),
-    /// so it includes any time spent waiting for a producer.
+    /// From asking for messages to having consumed them (the acks' replies
+    /// included), so it includes any time spent waiting for a producer; every
+    /// message of a batch has its call's latency.
     pub receive_latency_ms_p50: f64,
     pub receive_latency_ms_p90: f64,
     pub receive_latency_ms_p99: f64,
@@ -118,8 +129,8 @@ pub struct QueueBenchReport {
 
 /// What one receive call came back with.
 pub(super) enum Received {
-    /// A message was consumed (popped, or leased and acked).
-    Consumed,
+    /// This many messages (at least one) were consumed (popped, or leased and acked).
+    Consumed(u64),
     /// The long-poll wait ended with no message.
     Empty,
     Failed(String),
@@ -135,12 +146,15 @@ pub(super) struct TaskResult {
 }
 
 impl TaskResult {
-    fn record_ok(&mut self, start: Instant) {
-        self.worker.ops += 1;
-        if self.worker.samples_us.len() < SAMPLES_PER_TASK_MAX {
-            let us = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
-            self.worker.samples_us.push(us);
-        }
+    /// `ops` operations that completed together, each with the latency since `start`.
+    fn record_ok(&mut self, start: Instant, ops: u64) {
+        self.worker.ops += ops;
+        let us = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        let room = SAMPLES_PER_TASK_MAX.saturating_sub(self.worker.samples_us.len());
+        let samples = usize::try_from(ops).unwrap_or(usize::MAX).min(room);
+        self.worker
+            .samples_us
+            .extend(std::iter::repeat_n(us, samples));
     }
 
     async fn record_error(&mut self, error: String) {
@@ -162,7 +176,7 @@ where
     while Instant::now() < until {
         let start = Instant::now();
         match send().await {
-            Ok(()) => result.record_ok(start),
+            Ok(()) => result.record_ok(start, 1),
             Err(e) => result.record_error(e).await,
         }
     }
@@ -189,7 +203,7 @@ where
             break;
         }
         match receive(Duration::from_millis(wait_ms)).await {
-            Received::Consumed => result.record_ok(start),
+            Received::Consumed(messages) => result.record_ok(start, messages),
             Received::Empty => result.empty += 1,
             Received::Failed(e) => result.record_error(e).await,
         }
@@ -271,6 +285,7 @@ pub(super) fn build_report(
         consumers: args.consumers,
         message_size_bytes: args.size,
         lease_ms: args.lease_ms,
+        batch: args.batch,
         duration_secs: elapsed_secs,
         send_ops: send.ops,
         send_errors: send.errors,
@@ -304,6 +319,10 @@ pub async fn run(
     );
     anyhow::ensure!(args.size > 0, "--size must be at least 1 byte");
     anyhow::ensure!(args.lease_ms != Some(0), "--lease-ms must be positive");
+    anyhow::ensure!(
+        (1..=QUEUE_RECEIVE_MESSAGES_MAX).contains(&args.batch),
+        "--batch must be 1..={QUEUE_RECEIVE_MESSAGES_MAX}"
+    );
     let report = match args.target {
         QueueTarget::Cairn => bench_cairn(endpoints, token, &args).await?,
         QueueTarget::Nats => bench_nats(endpoints, &args).await?,
@@ -317,7 +336,7 @@ pub fn print_report(report: &QueueBenchReport, as_json: bool) {
         return print_json(report);
     }
     println!(
-        "{} {} producers={} consumers={} message={}B in {:.1}s\n  \
+        "{} {} producers={} consumers={} message={}B batch={} in {:.1}s\n  \
          send:    {:.0} ops/s ({} ops, {} errors) latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}\n  \
          receive: {:.0} ops/s ({} ops, {} empty, {} errors) latency ms p50={:.2} p90={:.2} p99={:.2} max={:.2}\n  \
          backlog at the end: {} messages",
@@ -326,6 +345,7 @@ pub fn print_report(report: &QueueBenchReport, as_json: bool) {
         report.producers,
         report.consumers,
         report.message_size_bytes,
+        report.batch,
         report.duration_secs,
         report.send_ops_per_sec,
         report.send_ops,
@@ -382,6 +402,7 @@ async fn bench_cairn(
     setup.create_queue(BENCH_QUEUE).await?;
     setup.purge_queue(BENCH_QUEUE).await?;
     let lease = args.lease_ms.map(Duration::from_millis);
+    let batch = args.batch;
     // One client per task, each connected (one linearizable read through the
     // leader) before the clock starts.
     let mut producer_clients = Vec::with_capacity(args.producers);
@@ -421,7 +442,7 @@ async fn bench_cairn(
         consumers.push(tokio::spawn(async move {
             run_consumer(until, |wait| {
                 let client = client.clone();
-                async move { receive_cairn(&client, lease, wait).await }
+                async move { receive_cairn(&client, lease, wait, batch).await }
             })
             .await
         }));
@@ -436,18 +457,35 @@ async fn bench_cairn(
     ))
 }
 
-/// One receive: a pop, or a lease and then the ack of its receipt.
-async fn receive_cairn(client: &Client, lease: Option<Duration>, wait: Duration) -> Received {
+/// One receive of up to `batch` messages: popped, or leased and then every receipt
+/// acked (the acks in flight together, as a consumer done with a batch would).
+async fn receive_cairn(
+    client: &Client,
+    lease: Option<Duration>,
+    wait: Duration,
+    batch: u32,
+) -> Received {
     let options = ReceiveOptions { lease, wait };
-    match client.receive(BENCH_QUEUE, options).await {
-        Ok(None) => Received::Empty,
-        Ok(Some(message)) if lease.is_some() => {
-            match client.ack(BENCH_QUEUE, &message.receipt).await {
-                Ok(()) => Received::Consumed,
-                Err(e) => Received::Failed(format!("ack: {e}")),
-            }
-        }
-        Ok(Some(_)) => Received::Consumed,
-        Err(e) => Received::Failed(format!("receive: {e}")),
+    let messages = match client.receive_batch(BENCH_QUEUE, batch, options).await {
+        Ok(messages) if messages.is_empty() => return Received::Empty,
+        Ok(messages) => messages,
+        Err(e) => return Received::Failed(format!("receive: {e}")),
+    };
+    let count = messages.len() as u64;
+    if lease.is_none() {
+        return Received::Consumed(count);
+    }
+    let acks = messages
+        .iter()
+        .map(|message| client.ack(BENCH_QUEUE, &message.receipt));
+    // A failed ack fails the whole call (one error, none of its messages counted):
+    // errors are reported apart, and undercounting keeps the rate conservative.
+    match futures::future::join_all(acks)
+        .await
+        .into_iter()
+        .find_map(Result::err)
+    {
+        None => Received::Consumed(count),
+        Some(e) => Received::Failed(format!("ack: {e}")),
     }
 }

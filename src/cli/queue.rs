@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::client::{Client, ReceiveOptions};
+use crate::client::{Client, Message, ReceiveOptions};
 use crate::limits::QUEUE_MESSAGE_BYTES_MAX;
 
 #[derive(Debug, Subcommand)]
@@ -21,7 +21,7 @@ pub enum QueueCommand {
     Length { queue: String },
     /// Send a message; `-` reads it from stdin (binary-safe).
     Send { queue: String, message: String },
-    /// Receive the head message: pop it, or lease it with --lease.
+    /// Receive the head message (or up to --max): pop it, or lease it with --lease.
     Receive {
         queue: String,
         /// Lease for S seconds (at-least-once; ack the printed receipt) instead of popping.
@@ -30,6 +30,10 @@ pub enum QueueCommand {
         /// Wait up to S seconds (at most 20) for a message.
         #[arg(long, default_value_t = 0.0)]
         wait: f64,
+        /// Receive up to N messages (at most 256) from the head in one step; each
+        /// body is printed followed by a newline. The cluster may return fewer.
+        #[arg(long, default_value_t = 1)]
+        max: u32,
     },
     /// Acknowledge (delete) a leased message.
     Ack { queue: String, receipt: String },
@@ -56,27 +60,47 @@ pub async fn run(client: Client, command: QueueCommand) -> anyhow::Result<()> {
             let body = read_message(&message)?;
             println!("{}", client.send(&queue, &body).await?);
         }
-        QueueCommand::Receive { queue, lease, wait } => {
+        QueueCommand::Receive {
+            queue,
+            lease,
+            wait,
+            max,
+        } => {
             let lease = lease.map(|l| seconds("lease", l)).transpose()?;
             let options = ReceiveOptions {
                 lease,
                 wait: seconds("wait", wait)?,
             };
-            let message = client
-                .receive(&queue, options)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("queue {queue:?} is empty"))?;
-            if !message.receipt.is_empty() {
-                eprintln!(
-                    "receipt {} (delivery {})",
-                    message.receipt, message.delivery_count
-                );
-            }
-            std::io::stdout().write_all(&message.body)?;
+            let messages = client.receive_batch(&queue, max, options).await?;
+            anyhow::ensure!(!messages.is_empty(), "queue {queue:?} is empty");
+            print_messages(&messages, max > 1)?;
         }
         QueueCommand::Ack { queue, receipt } => client.ack(&queue, &receipt).await?,
         QueueCommand::Purge { queue } => println!("{}", client.purge_queue(&queue).await?),
     }
+    Ok(())
+}
+
+/// Bodies on stdout (binary-safe), receipts on stderr just before their body. A
+/// batch ends each body with a newline to tell them apart; a single message is
+/// printed as it is.
+fn print_messages(messages: &[Message], batch: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for message in messages {
+        if !message.receipt.is_empty() {
+            // Flushed first, so a terminal shows each receipt next to its body.
+            stdout.flush()?;
+            eprintln!(
+                "receipt {} (delivery {})",
+                message.receipt, message.delivery_count
+            );
+        }
+        stdout.write_all(&message.body)?;
+        if batch {
+            stdout.write_all(b"\n")?;
+        }
+    }
+    stdout.flush()?;
     Ok(())
 }
 

@@ -157,11 +157,16 @@ pub type Outcome = Result<Response, Error>;
 /// receive again under the same seq after finding the queue empty, and an upload
 /// whose chunk went missing can be sent again under the same seq.
 pub fn changed_nothing(outcome: &Outcome) -> bool {
-    matches!(
-        outcome,
-        Ok(Response::Queue(queue::QueueResponse::Received(None)))
-            | Err(Error::ChunkMissing { .. } | Error::WriteRaced)
-    )
+    match outcome {
+        Ok(Response::Queue(queue::QueueResponse::ReceivedMany(deliveries))) => {
+            deliveries.is_empty()
+        }
+        other => matches!(
+            other,
+            Ok(Response::Queue(queue::QueueResponse::Received(None)))
+                | Err(Error::ChunkMissing { .. } | Error::WriteRaced)
+        ),
+    }
 }
 
 /// The Raft response of one entry: one outcome per command, in order.
@@ -348,5 +353,9 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> sled::Resu
 
 #[cfg(test)]
 mod object_tests;
+
+#[cfg(test)]
+mod queue_tests;
+
 #[cfg(test)]
 mod tests;

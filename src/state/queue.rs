@@ -6,13 +6,19 @@
 //! becomes visible again at its original position. Popped and acked messages are
 //! deleted at once, so a queue's storage is its backlog. Purge and delete switch
 //! the queue to a fresh id and leave the old id's messages to the sweeper.
+//!
+//! A batch receive (`ReceiveMany`) takes up to N visible messages from the head in
+//! one command, each exactly as a single receive would. Raft logs, snapshots and
+//! session results are bincode, which numbers enum variants by position: new
+//! variants go at the end of each enum and existing ones never change.
 
 use serde::{Deserialize, Serialize};
 
 use super::kv::validate_name;
 use super::{decode, encode, keys, meta_u64, ApplyContext, Error, ReadError, Txn};
 use crate::limits::{
-    Limits, QUEUE_BATCH_MESSAGES_MAX, QUEUE_LEASE_MS_MAX, QUEUE_SCAN_MESSAGES_MAX,
+    Limits, QUEUE_BATCH_MESSAGES_MAX, QUEUE_LEASE_MS_MAX, QUEUE_RECEIVE_BYTES_MAX,
+    QUEUE_RECEIVE_MESSAGES_MAX, QUEUE_RECEIVE_MESSAGE_OVERHEAD_BYTES, QUEUE_SCAN_MESSAGES_MAX,
     QUEUE_SEND_BYTES_MAX,
 };
 
@@ -55,8 +61,18 @@ pub enum QueueCommand {
         receipt: String,
         lease_ms: u64,
     },
+    /// `Receive` of up to `max_messages` visible messages from the head, in order,
+    /// each popped or leased as `Receive` would; fewer if fewer are visible or the
+    /// reply would pass `QUEUE_RECEIVE_BYTES_MAX`. 0 counts as 1.
+    ReceiveMany {
+        queue: String,
+        lease_ms: u64,
+        max_messages: u32,
+    },
 }
 
+/// `ReceivedMany` holds a `ReceiveMany`'s deliveries in queue order (empty if none
+/// was visible).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueResponse {
     Created { existed: bool },
@@ -65,6 +81,7 @@ pub enum QueueResponse {
     Sent { first_seq: u64, count: u64 },
     Received(Option<Delivery>),
     Acked,
+    ReceivedMany(Vec<Delivery>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +132,7 @@ impl QueueCommand {
             | QueueCommand::Purge { name } => name,
             QueueCommand::Send { queue, .. }
             | QueueCommand::Receive { queue, .. }
+            | QueueCommand::ReceiveMany { queue, .. }
             | QueueCommand::Ack { queue, .. }
             | QueueCommand::Nack { queue, .. }
             | QueueCommand::Extend { queue, .. } => queue,
@@ -123,6 +141,14 @@ impl QueueCommand {
         match self {
             QueueCommand::Send { messages, .. } => validate_messages(messages, limits),
             QueueCommand::Receive { lease_ms, .. } | QueueCommand::Extend { lease_ms, .. } => {
+                validate_lease(*lease_ms)
+            }
+            QueueCommand::ReceiveMany {
+                lease_ms,
+                max_messages,
+                ..
+            } => {
+                validate_receive_count(*max_messages)?;
                 validate_lease(*lease_ms)
             }
             _ => Ok(()),
@@ -154,6 +180,19 @@ fn validate_messages(messages: &[Vec<u8>], limits: &Limits) -> Result<(), Error>
             QUEUE_SEND_BYTES_MAX,
             total,
             "bytes in one send",
+        ));
+    }
+    Ok(())
+}
+
+/// `max_messages` of a receive; 0 and 1 both mean one message.
+pub fn validate_receive_count(max_messages: u32) -> Result<(), Error> {
+    if max_messages > QUEUE_RECEIVE_MESSAGES_MAX {
+        return Err(Error::limit(
+            "max_messages",
+            QUEUE_RECEIVE_MESSAGES_MAX.into(),
+            max_messages.into(),
+            "messages in one receive",
         ));
     }
     Ok(())
@@ -236,6 +275,13 @@ pub fn apply(txn: &mut Txn<'_>, ctx: ApplyContext, cmd: &QueueCommand) -> Applie
         QueueCommand::Receive { queue, lease_ms } => {
             with_queue(txn, queue, |txn, q| receive(txn, ctx, q, *lease_ms))
         }
+        QueueCommand::ReceiveMany {
+            queue,
+            lease_ms,
+            max_messages,
+        } => with_queue(txn, queue, |txn, q| {
+            receive_many(txn, ctx, q, *lease_ms, *max_messages)
+        }),
         QueueCommand::Ack { queue, receipt } => {
             with_queue(txn, queue, |txn, q| ack(txn, ctx, q, receipt))
         }
@@ -368,9 +414,27 @@ fn receive(
     queue: &mut QueueRecord,
     lease_ms: u64,
 ) -> Applied {
-    let Some((seq, mut message)) = head(txn, queue.id, ctx.now_ms)? else {
+    let Some((seq, message)) = head(txn, queue.id, ctx.now_ms)? else {
         return Ok(Ok(QueueResponse::Received(None)));
     };
+    let delivery = deliver(txn, ctx, queue, lease_ms, seq, message);
+    Ok(Ok(QueueResponse::Received(Some(delivery))))
+}
+
+/// Pops (`lease_ms == 0`) or leases one visible message: the one step every
+/// receive, single or batch, takes per message.
+fn deliver(
+    txn: &mut Txn<'_>,
+    ctx: ApplyContext,
+    queue: &mut QueueRecord,
+    lease_ms: u64,
+    seq: u64,
+    mut message: MessageRecord,
+) -> Delivery {
+    debug_assert!(
+        message.is_visible(ctx.now_ms),
+        "only visible messages are delivered"
+    );
     message.delivery_count = message.delivery_count.saturating_add(1);
     let key = message_key(queue.id, seq);
     let receipt = if lease_ms == 0 {
@@ -382,14 +446,72 @@ fn receive(
         txn.put(key, encode(&message));
         receipt(queue.id, seq, message.delivery_count)
     };
-    let delivery = Delivery {
+    Delivery {
         seq,
         body: message.body,
         delivery_count: message.delivery_count,
         receipt,
         sent_ms: message.sent_ms,
-    };
-    Ok(Ok(QueueResponse::Received(Some(delivery))))
+    }
+}
+
+fn receive_many(
+    txn: &mut Txn<'_>,
+    ctx: ApplyContext,
+    queue: &mut QueueRecord,
+    lease_ms: u64,
+    max_messages: u32,
+) -> Applied {
+    let visible = visible_from_head(txn, queue.id, ctx.now_ms, max_messages.max(1))?;
+    let deliveries = visible
+        .into_iter()
+        .map(|(seq, message)| deliver(txn, ctx, queue, lease_ms, seq, message))
+        .collect();
+    Ok(Ok(QueueResponse::ReceivedMany(deliveries)))
+}
+
+/// Up to `count` visible messages from the head in seq order, in one scan that
+/// looks past at most `QUEUE_SCAN_MESSAGES_MAX` leased ones (as a single receive
+/// does) and stops before the message that would take the reply past
+/// `QUEUE_RECEIVE_BYTES_MAX` (the first is taken whatever its size, or a message
+/// larger than the bound could never be received in a batch).
+fn visible_from_head(
+    txn: &Txn<'_>,
+    queue_id: u64,
+    now_ms: u64,
+    count: u32,
+) -> sled::Result<Vec<(u64, MessageRecord)>> {
+    let prefix = message_prefix(queue_id);
+    let count = count as usize;
+    // Validation bounds the count; the capacity does not trust it.
+    let capacity = count.min(QUEUE_RECEIVE_MESSAGES_MAX as usize);
+    let mut taken: Vec<(u64, MessageRecord)> = Vec::with_capacity(capacity);
+    let mut reply_bytes = 0u64;
+    let mut leased_skipped = 0usize;
+    // `find_in_prefix` stops at the first pair the closure accepts: here "accept"
+    // means "the batch is complete", and the closure collects on the way.
+    let examined_max = QUEUE_SCAN_MESSAGES_MAX.saturating_add(count);
+    txn.find_in_prefix(&prefix, examined_max, |key, value| {
+        let message: MessageRecord = decode(value)?;
+        if !message.is_visible(now_ms) {
+            leased_skipped += 1;
+            return Ok(leased_skipped >= QUEUE_SCAN_MESSAGES_MAX);
+        }
+        let bytes = message.body.len() as u64 + QUEUE_RECEIVE_MESSAGE_OVERHEAD_BYTES;
+        if !taken.is_empty() && reply_bytes + bytes > QUEUE_RECEIVE_BYTES_MAX {
+            return Ok(true);
+        }
+        reply_bytes += bytes;
+        let seq = keys::u64_at(key, prefix.len()).unwrap_or(0);
+        taken.push((seq, message));
+        Ok(taken.len() >= count)
+    })?;
+    debug_assert!(taken.len() <= count, "a batch never passes its count");
+    debug_assert!(
+        taken.windows(2).all(|w| w[0].0 < w[1].0),
+        "a batch is in seq order"
+    );
+    Ok(taken)
 }
 
 /// The leased message a receipt names, if that delivery is still the current one.

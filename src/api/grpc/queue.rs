@@ -4,9 +4,9 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::api::service::queue::{QueueService, QueueWritten};
+use crate::api::service::queue::{QueueService, QueueWritten, ReceiveOptions};
 use crate::proto::v1::{self, queue_server::Queue};
-use crate::state::queue::QueueInfo;
+use crate::state::queue::{Delivery, QueueInfo};
 
 pub struct QueueGrpc {
     queue: QueueService,
@@ -34,6 +34,35 @@ fn info(q: QueueInfo, applied_index: u64) -> v1::QueueInfo {
         length: q.length,
         created_ms: q.created_ms,
         applied_index,
+    }
+}
+
+fn received(d: Delivery) -> v1::ReceivedMessage {
+    v1::ReceivedMessage {
+        seq: d.seq,
+        body: d.body.into(),
+        delivery_count: d.delivery_count,
+        receipt: d.receipt,
+        sent_ms: d.sent_ms,
+    }
+}
+
+/// Every message in `messages`, and the first again in the single-message fields
+/// that clients predating `max_messages` read.
+fn receive_reply(deliveries: Vec<Delivery>) -> v1::ReceiveReply {
+    let messages: Vec<v1::ReceivedMessage> = deliveries.into_iter().map(received).collect();
+    let Some(first) = messages.first() else {
+        return v1::ReceiveReply::default();
+    };
+    v1::ReceiveReply {
+        found: true,
+        seq: first.seq,
+        // `Bytes`: a reference to the same buffer, not a copy.
+        body: first.body.clone(),
+        delivery_count: first.delivery_count,
+        receipt: first.receipt.clone(),
+        sent_ms: first.sent_ms,
+        messages,
     }
 }
 
@@ -101,22 +130,16 @@ impl Queue for QueueGrpc {
 
     async fn receive(&self, request: Request<v1::ReceiveRequest>) -> Reply<v1::ReceiveReply> {
         let r = request.into_inner();
-        let delivery = self
-            .queue
-            .receive(convert::session(r.session), r.queue, r.lease_ms, r.wait_ms)
-            .await?;
-        let reply = match delivery {
-            Some(d) => v1::ReceiveReply {
-                found: true,
-                seq: d.seq,
-                body: d.body.into(),
-                delivery_count: d.delivery_count,
-                receipt: d.receipt,
-                sent_ms: d.sent_ms,
-            },
-            None => v1::ReceiveReply::default(),
+        let options = ReceiveOptions {
+            lease_ms: r.lease_ms,
+            wait_ms: r.wait_ms,
+            max_messages: r.max_messages,
         };
-        Ok(Response::new(reply))
+        let deliveries = self
+            .queue
+            .receive_many(convert::session(r.session), r.queue, options)
+            .await?;
+        Ok(Response::new(receive_reply(deliveries)))
     }
 
     async fn ack(&self, request: Request<v1::ReceiptRequest>) -> Reply<v1::QueueWriteReply> {

@@ -7,6 +7,9 @@
 //! slice passes (so expiring leases are noticed). Empty receives change nothing
 //! and are not kept in the session table, so the same session seq can be
 //! proposed again.
+//!
+//! A batch receive (`max_messages` > 1) is one `ReceiveMany` command and waits the
+//! same way: only while no message is visible, never to fill the batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,17 @@ pub struct QueueWritten {
     pub existed: bool,
     /// Messages a purge removed.
     pub removed_count: u64,
+}
+
+/// What one receive asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiveOptions {
+    /// 0 pops; otherwise the lease (visibility timeout).
+    pub lease_ms: u64,
+    /// Long polling: how long to wait while no message is visible.
+    pub wait_ms: u64,
+    /// 0 or 1: one message; at most `QUEUE_RECEIVE_MESSAGES_MAX`.
+    pub max_messages: u32,
 }
 
 /// Where a send put its messages.
@@ -178,10 +192,44 @@ impl QueueService {
         lease_ms: u64,
         wait_ms: u64,
     ) -> Result<Option<Delivery>, ApiError> {
+        let options = ReceiveOptions {
+            lease_ms,
+            wait_ms,
+            max_messages: 1,
+        };
+        let deliveries = self.receive_many(session, queue, options).await?;
+        Ok(deliveries.into_iter().next())
+    }
+
+    /// Up to `max_messages` visible messages from the head of `queue`, in order,
+    /// each popped or leased as [`QueueService::receive`] would, in one Raft
+    /// command. Fewer if fewer are visible or the reply would pass
+    /// `QUEUE_RECEIVE_BYTES_MAX`; waits up to `wait_ms` only while none is.
+    pub async fn receive_many(
+        &self,
+        session: Option<SessionTag>,
+        queue: String,
+        options: ReceiveOptions,
+    ) -> Result<Vec<Delivery>, ApiError> {
+        let ReceiveOptions {
+            lease_ms,
+            wait_ms,
+            max_messages,
+        } = options;
         if wait_ms > QUEUE_WAIT_MS_MAX {
             return Err(Error::limit("wait_ms", QUEUE_WAIT_MS_MAX, wait_ms, "ms").into());
         }
-        let command = QueueCommand::Receive { queue, lease_ms };
+        // One message keeps the original command: its log entries read the same on
+        // every node, including one that predates `ReceiveMany`.
+        let command = if max_messages <= 1 {
+            QueueCommand::Receive { queue, lease_ms }
+        } else {
+            QueueCommand::ReceiveMany {
+                queue,
+                lease_ms,
+                max_messages,
+            }
+        };
         command.validate(&self.node.limits)?;
         // Where receives go to the leader, say so before waiting.
         if let Err(e @ NodeError::NotLeader { .. }) = self.node.check_route(self.route) {
@@ -197,8 +245,10 @@ impl QueueService {
         session: Option<SessionTag>,
         command: QueueCommand,
         wait: Duration,
-    ) -> Result<Option<Delivery>, ApiError> {
-        let QueueCommand::Receive { queue: name, .. } = &command else {
+    ) -> Result<Vec<Delivery>, ApiError> {
+        let (QueueCommand::Receive { queue: name, .. }
+        | QueueCommand::ReceiveMany { queue: name, .. }) = &command
+        else {
             return Err(ApiError::Internal("long_poll needs a receive".into()));
         };
         let deadline = Instant::now() + wait;
@@ -216,18 +266,15 @@ impl QueueService {
             if visible || wait.is_zero() || first_round {
                 first_round = false;
                 let (response, _) = self.write(session, command.clone()).await?;
-                match response {
-                    QueueResponse::Received(Some(delivery)) => return Ok(Some(delivery)),
-                    QueueResponse::Received(None) if wait.is_zero() => return Ok(None),
-                    QueueResponse::Received(None) => {} // another consumer was faster
-                    other => {
-                        return Err(ApiError::Internal(format!("a receive returned {other:?}")))
-                    }
+                let deliveries = deliveries(response)?;
+                if !deliveries.is_empty() || wait.is_zero() {
+                    return Ok(deliveries);
                 }
+                // Empty: another consumer was faster.
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             let slice = (deadline - now).min(Duration::from_millis(LONG_POLL_SLICE_MS));
             tokio::select! {
@@ -270,5 +317,14 @@ impl QueueService {
             lease_ms,
         };
         self.write_simple(session, command).await
+    }
+}
+
+/// The messages a receive's response carries, single or batch.
+fn deliveries(response: QueueResponse) -> Result<Vec<Delivery>, ApiError> {
+    match response {
+        QueueResponse::Received(delivery) => Ok(delivery.into_iter().collect()),
+        QueueResponse::ReceivedMany(deliveries) => Ok(deliveries),
+        other => Err(ApiError::Internal(format!("a receive returned {other:?}"))),
     }
 }
