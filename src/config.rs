@@ -67,6 +67,14 @@ pub struct Config {
     /// fsyncing them, so a power cut loses acknowledged writes. Exists so the chaos
     /// suite can prove its `power` fault catches that bug.
     pub unsafe_ack_before_fsync: bool,
+    /// Linearizable reads on the leader answer from a leader lease instead of a
+    /// quorum round while the lease holds (docs/consistency.md, "Leader lease");
+    /// a node then refuses votes for `election_timeout_ms_max` after it starts.
+    pub read_lease: bool,
+    /// TEST DOUBLE, NEVER IN PRODUCTION: the read lease never expires, so a deposed
+    /// leader cut off from the others keeps serving old values. Exists so the chaos
+    /// suite can prove its checker catches a broken lease. Implies `read_lease`.
+    pub unsafe_read_lease_never_expires: bool,
     /// How long a chunk no object references is kept before GC deletes it. An
     /// upload must finish within it.
     pub chunk_gc_grace_ms: u64,
@@ -185,6 +193,8 @@ impl Default for Config {
             snapshot_log_entries_kept: 1_000,
             unsafe_local_linearizable_reads: false,
             unsafe_ack_before_fsync: false,
+            read_lease: false,
+            unsafe_read_lease_never_expires: false,
             chunk_gc_grace_ms: CHUNK_GC_GRACE_MS_DEFAULT,
             public_url: None,
             presign_expires_s_max: PRESIGN_EXPIRES_S_MAX_DEFAULT,

@@ -75,6 +75,19 @@ fn register_under_partitions_is_linearizable() {
     );
 }
 
+/// Linearizable reads from the leader lease (`--read-lease`) under partitions,
+/// pauses of a node (the leader among them) and wall-clock shifts: the lease runs
+/// on the monotonic clock, so none of them may make it serve a stale read
+/// (`broken_lease.rs` shows the checker catches a lease that never expires).
+#[test]
+fn register_with_read_leases_under_partitions_pauses_and_clock_shifts_is_linearizable() {
+    assert_valid(
+        "register_with_read_leases_under_partitions_pauses_and_clock_shifts_is_linearizable",
+        "--workload register --nemesis partition,pause,clock --time-limit-secs 25 \
+         --nemesis-interval-secs 4 --seed 2 --read-lease",
+    );
+}
+
 #[test]
 fn set_under_kill_and_restart_loses_no_acknowledged_add() {
     assert_valid(

@@ -103,6 +103,14 @@ pub struct ServerArgs {
     /// without a read index (unsafe; proves the checker catches stale reads).
     #[arg(long, hide = true, env = "CAIRN_UNSAFE_LOCAL_LINEARIZABLE_READS")]
     unsafe_local_linearizable_reads: bool,
+    /// Answer linearizable reads on the leader from a leader lease while it
+    /// holds, instead of a quorum round per batch (see docs/consistency.md).
+    #[arg(long, env = "CAIRN_READ_LEASE")]
+    read_lease: bool,
+    /// Test double for the chaos suite: the read lease never expires (unsafe;
+    /// proves the checker catches a broken lease).
+    #[arg(long, hide = true, env = "CAIRN_UNSAFE_READ_LEASE_NEVER_EXPIRES")]
+    unsafe_read_lease_never_expires: bool,
     /// Test double for the chaos suite: acknowledge log appends without fsync
     /// (unsafe; proves the `power` fault catches lost acknowledged writes).
     #[arg(long, hide = true, env = "CAIRN_UNSAFE_ACK_BEFORE_FSYNC")]
@@ -156,6 +164,8 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     config.unsafe_local_linearizable_reads |= args.unsafe_local_linearizable_reads;
     config.unsafe_ack_before_fsync |= args.unsafe_ack_before_fsync;
+    config.read_lease |= args.read_lease;
+    config.unsafe_read_lease_never_expires |= args.unsafe_read_lease_never_expires;
     if let Some(v) = args.id {
         config.id = v;
     }

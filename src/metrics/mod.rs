@@ -102,6 +102,7 @@ pub struct Metrics {
     pub log_cache_reads: Counter,
     pub log_wal_reads: Counter,
     pub chunk_pushes: Counter,
+    pub lease_reads: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -122,7 +123,7 @@ impl Metrics {
         let (sweeps, sweep_items_removed) = (Counter::default(), Counter::default());
         let chunk_files_deleted = Counter::default();
         let (log_cache_reads, log_wal_reads) = (Counter::default(), Counter::default());
-        let chunk_pushes = Counter::default();
+        let (chunk_pushes, lease_reads) = (Counter::default(), Counter::default());
         let mut registry = Registry::default();
         registry.register(
             "cairn_requests",
@@ -186,6 +187,11 @@ impl Metrics {
             "Large chunks this node stored on a quorum outside the Raft log (chunk_push)",
             chunk_pushes.clone(),
         );
+        registry.register(
+            "cairn_read_lease_batches",
+            "Batches of linearizable reads the leader answered from its lease, without a quorum round",
+            lease_reads.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -200,6 +206,7 @@ impl Metrics {
             log_cache_reads,
             log_wal_reads,
             chunk_pushes,
+            lease_reads,
         }
     }
 

@@ -21,7 +21,7 @@ use super::forward::{self, Forwarded, Route};
 use super::log_store::{LogGrowth, LogStore};
 use super::peer_client::{connect_peer, PeerNetwork};
 use super::proposer::{Committed, Proposer};
-use super::read_index::{ReadIndexBatcher, ReadIndexError};
+use super::read_index::{LeaseConfig, ReadIndexBatcher, ReadIndexError};
 use super::scrub::{self, ScrubStats};
 use super::sm_adapter::StateMachine;
 use super::snapshot_floor::SnapshotFloor;
@@ -93,6 +93,8 @@ pub struct Node {
     growth: Arc<LogGrowth>,
     /// See `Config::unsafe_local_linearizable_reads`.
     unsafe_local_reads: bool,
+    /// With read leases: votes are refused until then (see `read_index`).
+    pub(super) refuse_votes_until: Option<std::time::Instant>,
     peer_clients: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     /// How this node dials its peers (mutual TLS).
     pub peer_tls: ClientTlsConfig,
@@ -168,11 +170,26 @@ impl Node {
         if config.unsafe_local_linearizable_reads {
             tracing::warn!("UNSAFE: linearizable reads are served from local state (test double)");
         }
+        let lease = (config.read_lease || config.unsafe_read_lease_never_expires).then(|| {
+            LeaseConfig::new(
+                config.election_timeout_ms_max,
+                config.unsafe_read_lease_never_expires,
+            )
+        });
+        if config.unsafe_read_lease_never_expires {
+            tracing::warn!("UNSAFE: the read lease never expires (test double)");
+        }
+        // A restarted node forgot which leader's heartbeats it accepted; a leader
+        // holding a lease counts on it refusing votes that long (`read_index`).
+        let refuse_votes_until = lease.map(|_| {
+            std::time::Instant::now() + Duration::from_millis(config.election_timeout_ms_max)
+        });
         let node = Arc::new(Node {
             id: config.id,
             addr,
             proposer: Proposer::spawn(raft.clone()),
-            reads: ReadIndexBatcher::spawn(raft.clone()),
+            reads: ReadIndexBatcher::spawn(raft.clone(), lease),
+            refuse_votes_until,
             queue_activity,
             chunks,
             chunks_wanted,

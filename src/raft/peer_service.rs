@@ -61,6 +61,15 @@ impl RaftPeer for PeerService {
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        if let Some(until) = self.node.refuse_votes_until {
+            let now = std::time::Instant::now();
+            if now < until {
+                return Err(Status::unavailable(format!(
+                    "just started: refusing votes for {} ms more (read leases)",
+                    (until - now).as_millis()
+                )));
+            }
+        }
         let result = self.raft.vote(decode(request)?).await;
         encode(&result)
     }

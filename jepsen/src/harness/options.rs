@@ -185,6 +185,14 @@ pub struct RunOptions {
     /// double (stale reads), to show the checker catches them.
     #[arg(long)]
     pub unsafe_local_reads: bool,
+    /// Start every node with `--read-lease`: linearizable reads on the leader are
+    /// answered from a leader lease (the lease must survive the faults).
+    #[arg(long)]
+    pub read_lease: bool,
+    /// Start every node with the hidden `--unsafe-read-lease-never-expires` test
+    /// double (a lease that never ends), to show the checker catches a broken lease.
+    #[arg(long)]
+    pub unsafe_read_lease_never_expires: bool,
     /// `power` only: the scopes a power cut picks from, comma-separated (one,
     /// minority, all).
     #[arg(long, value_enum, value_delimiter = ',',

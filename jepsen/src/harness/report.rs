@@ -109,6 +109,8 @@ fn results_json(
         "seed": prepared.seed,
         "unsafe_local_reads": prepared.options.unsafe_local_reads,
         "unsafe_ack_before_fsync": prepared.options.unsafe_ack_before_fsync,
+        "read_lease": prepared.options.read_lease,
+        "unsafe_read_lease_never_expires": prepared.options.unsafe_read_lease_never_expires,
         "power_scope": power_run(prepared).then(|| prepared.options.power_scope_name()),
         "power_cut": power_run(prepared).then_some(prepared.options.power_cut),
         "power": power_run(prepared).then(|| super::power::summarize(&summary.entries)),

@@ -395,6 +395,12 @@ fn node_specs(prepared: &Prepared, network: &Network, clock_files: &[PathBuf]) -
             if prepared.options.unsafe_local_reads {
                 args.push("--unsafe-local-linearizable-reads".into());
             }
+            if prepared.options.read_lease {
+                args.push("--read-lease".into());
+            }
+            if prepared.options.unsafe_read_lease_never_expires {
+                args.push("--unsafe-read-lease-never-expires".into());
+            }
             if prepared.options.unsafe_ack_before_fsync {
                 args.push("--unsafe-ack-before-fsync".into());
             }
