@@ -30,6 +30,8 @@
 #      removes its temp directory.
 #
 # Environment:
+#   CAIRN_BIN     measure this cairn binary (built with --features nats-bench)
+#                 instead of building target/release/cairn
 #   DURATION      seconds per cell and system (default 10)
 #   BATCH         messages one receive may take, 1 to 256 (default 1): passed as
 #                 `--batch` to every cell (cairn's max_messages, NATS's fetch size)
@@ -81,9 +83,13 @@ fi
 command -v "$nats_bin" >/dev/null || die "no nats-server binary ($nats_bin)"
 nats_version="$("$nats_bin" --version | awk '{ print $2 }')"
 
-log "building cairn (cargo build --release --features nats-bench)"
-(cd "$root" && cargo build --quiet --release --features nats-bench --bin cairn) >&2
-built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+if [[ -n "${CAIRN_BIN:-}" ]]; then
+  built_bin="$CAIRN_BIN"
+else
+  log "building cairn (cargo build --release --features nats-bench)"
+  (cd "$root" && cargo build --quiet --release --features nats-bench --bin cairn) >&2
+  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+fi
 [[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
 
 port_in_use() {
@@ -128,6 +134,8 @@ fi
 
 # --- the clusters ----------------------------------------------------------------------
 start_cairn_cluster
+declare -A system_pids
+system_pids[cairn]="${cairn_pids[*]}"
 
 # start_nats NAME PORT_OFFSET [CONFIG]: a 3-node JetStream cluster; prints its
 # client endpoints.
@@ -150,6 +158,7 @@ start_nats() {
       --routes "$routes" \
       > "$dir/node.log" 2>&1 < /dev/null &
     pids+=("$!")
+    system_pids[$name]+="${system_pids[$name]:+ }$!"
   done
   nats_endpoints[$name]="$endpoints"
   nats_http_base[$name]=$(( NATS_HTTP_PORT_BASE + offset ))
@@ -201,8 +210,16 @@ run_cell() {
     --size "$MESSAGE_SIZE_BYTES" --batch "$batch" --json)
   [[ "$lease" == - ]] || args+=(--lease-ms "$lease")
   runs=$(( runs + 1 ))
+  local server_pids cpu_before cpu_after sent received
+  read -r -a server_pids <<< "${system_pids[$key]}"
+  cpu_before="$(cpu_secs "${server_pids[@]}")"
   # RUST_LOG=warn: the NATS client logs every connection at info.
   if line="$(RUST_LOG=warn timeout "$cell_timeout_secs" "$bin" "${args[@]}")"; then
+    cpu_after="$(cpu_secs "${server_pids[@]}")"
+    # CPU per message moved: per send plus receive.
+    sent="$(awk "$AWK_REPORT_FUNCTIONS"' { print field($0, "send_ops") + field($0, "receive_ops") }' <<< "$line")"
+    line="${line%\}},\"messages_moved\":$sent}"
+    line="$(with_server_cpu "$line" "$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN { printf "%.2f", b - a }')" "$label" messages_moved)"
     line="{\"system\":\"$label\",${line#\{}"
     echo "$line" >> "$results"
     log "$line"
@@ -240,20 +257,21 @@ table() {
       sp99[k] = field($0, "send_latency_ms_p99"); serr[k] = field($0, "send_errors")
       rops[k] = field($0, "receive_ops_per_sec"); rp50[k] = field($0, "receive_latency_ms_p50")
       rp99[k] = field($0, "receive_latency_ms_p99"); rerr[k] = field($0, "receive_errors")
-      backlog[k] = field($0, "backlog_messages")
+      backlog[k] = field($0, "backlog_messages"); cpu[k] = field($0, "server_cpu_us_per_op")
     }
     END {
-      print "| producers = consumers | system | mode | batch | send ops/s | send p50 ms | send p99 ms | receive ops/s | receive p50 ms | receive p99 ms | backlog at end | errors send / receive | send ops/s vs nats | receive ops/s vs nats |"
-      print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      print "| producers = consumers | system | mode | batch | send ops/s | send p50 ms | send p99 ms | receive ops/s | receive p50 ms | receive p99 ms | backlog at end | errors send / receive | send ops/s vs nats | receive ops/s vs nats | server CPU µs per message sent or received | CPU vs nats |"
+      print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for (i = 1; i <= n_count; i++) {
         n = ns[i]; ref = "nats" SUBSEP n
         for (j = 1; j <= s_count; j++) {
           k = ss[j] SUBSEP n
-          if (!has[k]) { printf "| %s | %s | failed | | | | | | | | | | | |\n", n, ss[j]; continue }
-          printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %s | %s / %s | %s | %s |\n", \
+          if (!has[k]) { printf "| %s | %s | failed | | | | | | | | | | | | | |\n", n, ss[j]; continue }
+          printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %s | %s / %s | %s | %s | %s | %s |\n", \
             n, ss[j], mode[k], batch[k], sops[k], sp50[k], sp99[k], rops[k], rp50[k], rp99[k], backlog[k], \
             serr[k], rerr[k], \
-            has[ref] ? ratio(sops[k], sops[ref]) : "n/a", has[ref] ? ratio(rops[k], rops[ref]) : "n/a"
+            has[ref] ? ratio(sops[k], sops[ref]) : "n/a", has[ref] ? ratio(rops[k], rops[ref]) : "n/a", \
+            cpu[k], (has[ref] && cpu[k] != "null") ? ratio(cpu[k], cpu[ref]) : "n/a"
         }
       }
     }
