@@ -105,13 +105,16 @@ install_debian_packages() {
 
 # --- the cairn cluster (the caller sets bin, tmp_dir, NODES, CAIRN_GRPC_PORT_BASE and
 # CAIRN_HTTP_PORT_BASE; this sets cairn_endpoints and cairn_pids) ----------------------
-# start_cairn_cluster [binary [grpc port base [http port base [name]]]] starts NODES
-# nodes of `binary` (default $bin) with data in $tmp_dir/<name><i> (default name
-# "cairn"); a second cluster (a baseline binary) passes its own ports and name.
+# start_cairn_cluster [binary [grpc port base [http port base [name [server flags]]]]]
+# starts NODES nodes of `binary` (default $bin) with data in $tmp_dir/<name><i>
+# (default name "cairn"); a second cluster (a baseline binary, or other flags)
+# passes its own ports and name; `server flags` is a space-separated list.
 # shellcheck disable=SC2154 # set by the sourcing script
 start_cairn_cluster() {
   local node_bin="${1:-$bin}" grpc_base="${2:-$CAIRN_GRPC_PORT_BASE}"
   local http_base="${3:-$CAIRN_HTTP_PORT_BASE}" name="${4:-cairn}" i dir peers=""
+  local -a flags=()
+  read -r -a flags <<< "${5:-}"
   cairn_endpoints=""
   cairn_pids=()
   for (( i = 1; i <= NODES; i++ )); do
@@ -128,7 +131,7 @@ start_cairn_cluster() {
       --http-addr "127.0.0.1:$(( http_base + i - 1 ))" \
       --peer-addr "127.0.0.1:$(( grpc_base + 50 + i - 1 ))" \
       --cluster-secret-file "$tmp_dir/$name.secret" \
-      --peers "$peers" > "$dir/node.log" 2>&1 < /dev/null &
+      --peers "$peers" "${flags[@]}" > "$dir/node.log" 2>&1 < /dev/null &
     pids+=("$!")
     cairn_pids+=("$!")
   done

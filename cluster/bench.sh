@@ -36,6 +36,9 @@
 #                 commit): also started as a 3-node cluster (gRPC 7620-7622, HTTP
 #                 7700-7702) and measured in every cell as the system `cairn-base`,
 #                 by the same load generator
+#   CAIRN_LEASE=1 also a cluster of the measured binary started with --read-lease
+#                 (gRPC 7630-7632, HTTP 7710-7712), measured as the system
+#                 `cairn-lease`
 #   TMPDIR        where the temp directory goes (default /tmp); put it on the disk
 #                 you mean to measure: both systems fsync there
 #
@@ -51,6 +54,8 @@ readonly ETCD_CLIENT_PORT_BASE=2479
 readonly ETCD_PEER_PORT_BASE=2579
 readonly BASE_GRPC_PORT_BASE=7620
 readonly BASE_HTTP_PORT_BASE=7700
+readonly LEASE_GRPC_PORT_BASE=7630
+readonly LEASE_HTTP_PORT_BASE=7710
 readonly VALUE_SIZE_BYTES=256
 readonly KEYS=1000
 readonly CLIENT_COUNTS=(1 16 64)
@@ -132,6 +137,13 @@ if [[ -n "${CAIRN_BASELINE_BIN:-}" ]]; then
   base_pids=("${cairn_pids[@]}")
   systems+=(cairn-base)
 fi
+lease_endpoints="" lease_pids=()
+if [[ "${CAIRN_LEASE:-0}" == 1 ]]; then
+  start_cairn_cluster "$bin" "$LEASE_GRPC_PORT_BASE" "$LEASE_HTTP_PORT_BASE" lease --read-lease
+  lease_endpoints="$cairn_endpoints"
+  lease_pids=("${cairn_pids[@]}")
+  systems+=(cairn-lease)
+fi
 cairn_endpoints="$main_endpoints"
 etcd_pids=()
 etcd_cluster="" etcd_endpoints=""
@@ -174,6 +186,7 @@ while (( cairn_up == 0 || etcd_up == 0 )); do
   all_alive || die "a node exited while starting"
   (( SECONDS < deadline )) || die "clusters not ready after ${UP_WAIT_SECS}s (cairn ready: $cairn_up, etcd ready: $etcd_up)"
   (( cairn_up == 1 )) || { cairn_ready && { [[ -z "$base_endpoints" ]] || cairn_ready "$base_endpoints"; } \
+    && { [[ -z "$lease_endpoints" ]] || cairn_ready "$lease_endpoints"; } \
     && cairn_up=1 && log "cairn has a leader"; } || true
   (( etcd_up == 1 )) || { etcd_ready && etcd_up=1 && log "etcd is healthy"; } || true
   (( cairn_up == 1 && etcd_up == 1 )) || sleep 0.5
@@ -189,6 +202,7 @@ run_cell() {
   case "$system" in
     cairn) endpoints="$main_endpoints"; server_pids=("${main_pids[@]}") ;;
     cairn-base) endpoints="$base_endpoints"; server_pids=("${base_pids[@]}") ;;
+    cairn-lease) endpoints="$lease_endpoints"; server_pids=("${lease_pids[@]}") ;;
     etcd) target=etcd; endpoints="$etcd_endpoints"; server_pids=("${etcd_pids[@]}") ;;
   esac
   # The CPU includes the untimed set-up (connecting, pre-populating the keys of a

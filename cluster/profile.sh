@@ -92,7 +92,9 @@ perf record -F 499 -g -p "$leader_pid" -o "$data" -- sleep "$profile_secs" 2> "$
 split=""
 for (( i = 0; i < NODES; i++ )); do
   used="$(awk -v a="${before[$i]}" -v b="$(cpu_secs "${cairn_pids[$i]}")" 'BEGIN { printf "%.2f", b - a }')"
-  split+="node $(( i + 1 ))$( (( i + 1 == leader_id )) && echo ' (leader)'): ${used} s; "
+  role=""
+  if (( i + 1 == leader_id )); then role=" (leader)"; fi
+  split+="node $(( i + 1 ))$role: ${used} s; "
 done
 wait "$load_pid" || log "the load generator exited with an error (see $tmp_dir/load.json)"
 
