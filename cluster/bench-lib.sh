@@ -103,6 +103,22 @@ install_debian_packages() {
 }
 
 
+# --- the binary measured -------------------------------------------------------------
+# cairn_binary [cargo features]: sets built_bin to $CAIRN_BIN if set, else builds
+# target/release/cairn (with the features, if any) and uses that. The caller sets root.
+# shellcheck disable=SC2154 # root is set by the sourcing script
+cairn_binary() {
+  local features="${1:-}"
+  if [[ -n "${CAIRN_BIN:-}" ]]; then
+    built_bin="$CAIRN_BIN"
+  else
+    log "building cairn (cargo build --release${features:+ --features $features})"
+    (cd "$root" && cargo build --quiet --release ${features:+--features "$features"} --bin cairn) >&2
+    built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
+  fi
+  [[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+}
+
 # --- the cairn cluster (the caller sets bin, tmp_dir, NODES, CAIRN_GRPC_PORT_BASE and
 # CAIRN_HTTP_PORT_BASE; this sets cairn_endpoints and cairn_pids) ----------------------
 # start_cairn_cluster [binary [grpc port base [http port base [name [server flags]]]]]

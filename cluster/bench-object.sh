@@ -70,14 +70,7 @@ source "$root/cluster/bench-lib.sh"
 command -v fio >/dev/null || install_debian_packages fio
 command -v fio >/dev/null || die "no fio binary; apt-get install -y fio"
 
-if [[ -n "${CAIRN_BIN:-}" ]]; then
-  built_bin="$CAIRN_BIN"
-else
-  log "building cairn (cargo build --release)"
-  (cd "$root" && cargo build --quiet --release --bin cairn) >&2
-  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
-fi
-[[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+cairn_binary
 
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

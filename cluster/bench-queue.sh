@@ -83,14 +83,7 @@ fi
 command -v "$nats_bin" >/dev/null || die "no nats-server binary ($nats_bin)"
 nats_version="$("$nats_bin" --version | awk '{ print $2 }')"
 
-if [[ -n "${CAIRN_BIN:-}" ]]; then
-  built_bin="$CAIRN_BIN"
-else
-  log "building cairn (cargo build --release --features nats-bench)"
-  (cd "$root" && cargo build --quiet --release --features nats-bench --bin cairn) >&2
-  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
-fi
-[[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+cairn_binary nats-bench
 
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

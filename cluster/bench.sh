@@ -88,14 +88,7 @@ command -v "$etcd_bin" >/dev/null || die "no etcd binary ($etcd_bin)"
 etcd_version="$("$etcd_bin" --version | awk '/^etcd Version:/ { print $3 }')"
 [[ "$etcd_version" == 3.4.* ]] || log "warning: etcd $etcd_version is not 3.4; the comparison is meant against etcd 3.4"
 
-if [[ -n "${CAIRN_BIN:-}" ]]; then
-  built_bin="$CAIRN_BIN"
-else
-  log "building cairn (cargo build --release --features etcd-bench)"
-  (cd "$root" && cargo build --quiet --release --features etcd-bench --bin cairn) >&2
-  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
-fi
-[[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+cairn_binary etcd-bench
 
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

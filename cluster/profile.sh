@@ -43,14 +43,7 @@ profile_secs="${PROFILE_SECS:-10}"
 command -v perf >/dev/null || install_debian_packages linux-perf
 command -v perf >/dev/null || die "no perf; apt-get install -y linux-perf"
 
-if [[ -n "${CAIRN_BIN:-}" ]]; then
-  built_bin="$CAIRN_BIN"
-else
-  log "building cairn (cargo build --release)"
-  (cd "$root" && cargo build --quiet --release --bin cairn) >&2
-  built_bin="${CARGO_TARGET_DIR:-$root/target}/release/cairn"
-fi
-[[ -x "$built_bin" ]] || die "no cairn binary at $built_bin"
+cairn_binary
 
 out_dir="$root/target/bench"
 mkdir -p "$out_dir"
