@@ -80,11 +80,14 @@ async fn transfer_leader_hands_leadership_to_the_chosen_voter_while_writes_go_on
     assert_readable(&client, &log).await;
 }
 
-/// Three free ports in a row (local.sh numbers its nodes' ports from a base).
+/// Nine free ports in a row: three each for gRPC, HTTP and peers (local.sh numbers
+/// its nodes' ports from a base). One run for all three, so that no two bases can
+/// overlap: three runs checked one by one could (a port is only checked, not held,
+/// until its node binds it).
 fn free_port_run() -> u16 {
     for _ in 0..100 {
         let base = common::free_port();
-        let rest_free = (1..3u16).all(|i| {
+        let rest_free = (1..9u16).all(|i| {
             base.checked_add(i)
                 .is_some_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
         });
@@ -92,7 +95,7 @@ fn free_port_run() -> u16 {
             return base;
         }
     }
-    panic!("no three free ports in a row in 100 tries");
+    panic!("no nine free ports in a row in 100 tries");
 }
 
 /// A cluster run by `cluster/local.sh`, stopped with `down` when dropped.
@@ -110,14 +113,15 @@ impl LocalCluster {
     }
 
     fn up(count: u32) -> LocalCluster {
+        assert!(count <= 3, "free_port_run holds three ports per kind");
         let dir = tempfile::tempdir().expect("temp dir");
         let grpc_base = free_port_run();
         let env = vec![
             ("CAIRN_BIN", common::CAIRN.to_string()),
             ("CAIRN_CLUSTER_DIR", dir.path().display().to_string()),
             ("CAIRN_BASE_GRPC_PORT", grpc_base.to_string()),
-            ("CAIRN_BASE_HTTP_PORT", free_port_run().to_string()),
-            ("CAIRN_BASE_PEER_PORT", free_port_run().to_string()),
+            ("CAIRN_BASE_HTTP_PORT", (grpc_base + 3).to_string()),
+            ("CAIRN_BASE_PEER_PORT", (grpc_base + 6).to_string()),
         ];
         let cluster = LocalCluster {
             dir,
