@@ -103,6 +103,12 @@ pub async fn store_on_quorum(node: &Arc<Node>, hash: Hash, data: Bytes) -> Resul
     node.disk_guard.check(node.id)?;
     let membership = node.metrics().membership_config.membership().clone();
     let joint: Vec<BTreeSet<NodeId>> = membership.get_joint_config().clone();
+    if joint.is_empty() || joint.iter().any(BTreeSet::is_empty) {
+        // No voters known yet (a node not yet in a cluster): no quorum to count.
+        return Err(NodeError::Unavailable(
+            "this node knows no voters yet".into(),
+        ));
+    }
     let members: BTreeMap<NodeId, String> = membership
         .nodes()
         .map(|(id, addr)| (*id, addr.peer_addr.clone()))
@@ -199,6 +205,11 @@ mod tests {
         let joint = vec![set(&[1, 2, 3]), set(&[3, 4, 5])];
         assert!(!is_quorum(&joint, &set(&[1, 2])));
         assert!(is_quorum(&joint, &set(&[1, 3, 4])));
+        // An empty configuration is a quorum vacuously: store_on_quorum refuses it first.
+        assert!(
+            is_quorum(&[], &set(&[])),
+            "vacuous: why store_on_quorum checks first"
+        );
     }
 
     #[test]
