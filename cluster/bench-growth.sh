@@ -7,7 +7,7 @@
 #
 #   cluster/bench-growth.sh                          1,000,000 keys of 256 B
 #   SIZES="10000 100000 1000000" cluster/bench-growth.sh   one fresh run per size
-#   HEAPTRACK=1 cluster/bench-growth.sh              the learner under heaptrack
+#   HEAPTRACK=2 cluster/bench-growth.sh              the learner under heaptrack
 #
 # What it does, per size (each from empty data directories):
 #   1. builds target/release/cairn (unless CAIRN_BIN names a binary) and copies it
@@ -49,9 +49,10 @@
 #   CATCHUP_SECS_MAX longest the learner may take to catch up (default 900)
 #   HOLD_SECS        seconds of samples after the catch-up (default 15)
 #   SAMPLE_SECS      sampling interval (default 1)
-#   HEAPTRACK        1: run node 2 under heaptrack (/usr/bin/heaptrack), keep its
-#                    data file beside the results and summarise it with
-#                    heaptrack_print (…-<keys>.heaptrack.txt); slows node 2 down
+#   HEAPTRACK        a node to run under heaptrack: 2 (the learner), or 1 (the
+#                    loaded node's first start: the load and its snapshot builds);
+#                    keeps the data file beside the results and summarises it with
+#                    heaptrack_print (…-<keys>.heaptrack.txt); slows that node down
 #   NODE_ENV         extra environment for both nodes, e.g. "MALLOC_ARENA_MAX=2"
 #   CAIRN_BIN        cairn binary to use instead of building one
 #   RESULTS          results file (default target/bench/growth-<UTC time>.jsonl);
@@ -69,7 +70,7 @@ readonly STOP_WAIT_SECS=60
 readonly RESTART_WAIT_SECS=120
 # Longest to wait for a snapshot build in flight after the load.
 readonly BUILD_WAIT_SECS=300
-# Longest heaptrack may take to write its file after node 2 stops.
+# Longest heaptrack may take to write its file after its node stops.
 readonly HEAPTRACK_WAIT_SECS=300
 readonly MIB_KIB=1024
 
@@ -91,7 +92,8 @@ SCRIPT_NAME=bench-growth.sh
 # shellcheck source=cluster/bench-lib.sh
 source "$root/cluster/bench-lib.sh"
 
-if [[ "$heaptrack" == 1 ]]; then
+[[ "$heaptrack" =~ ^[012]$ ]] || { echo "bench-growth.sh: HEAPTRACK is 0, 1 or 2" >&2; exit 2; }
+if [[ "$heaptrack" != 0 ]]; then
   command -v heaptrack >/dev/null && command -v heaptrack_print >/dev/null \
     || install_debian_packages heaptrack
 fi
@@ -195,14 +197,15 @@ sampler() {
 }
 
 # start_node I [extra server args...]: starts node I (appending to its log) and
-# records its pid; node 2 runs under heaptrack when HEAPTRACK=1.
+# records its pid; node HEAPTRACK runs under heaptrack (node 1 on its first start).
 start_node() {
   local i="$1" dir="$tmp_dir/node$1" grpc peer http launcher=() pid child deadline
   shift
   if [[ "$i" == 1 ]]; then grpc=$NODE1_GRPC peer=$NODE1_PEER http=$NODE1_HTTP
   else grpc=$NODE2_GRPC peer=$NODE2_PEER http=$NODE2_HTTP; fi
   mkdir -p "$dir"
-  if [[ "$i" == 2 && "$heaptrack" == 1 ]]; then
+  if [[ "$i" == "$heaptrack" && ! -e "$heaptrack_file.started" ]]; then
+    touch "$heaptrack_file.started"
     launcher=(heaptrack -o "$heaptrack_file")
   fi
   # shellcheck disable=SC2086 # NODE_ENV is a list of NAME=VALUE words
@@ -375,7 +378,8 @@ run_size() {
   wait "$sampler_pid" 2>/dev/null || true
   stop_node 2
   stop_node 1
-  if [[ "$heaptrack" == 1 ]]; then
+  if [[ "$heaptrack" != 0 ]]; then
+    rm -f "$heaptrack_file.started"
     heaptrack_file="$(ls "$heaptrack_file"*.zst "$heaptrack_file"*.gz 2>/dev/null | head -n 1 || true)"
     if [[ -n "$heaptrack_file" ]]; then
       heaptrack_txt="$results_base-$keys.heaptrack.txt"

@@ -371,6 +371,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             file.sync_all()?;
             let bytes = file.metadata()?.len();
             durable::rename(&building, &current)?;
+            crate::disk::release_free_memory();
             Ok((records, bytes))
         })
         .await
@@ -530,6 +531,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             durable::rename(&installing, &current)?;
             floor.raise(meta_owned.last_log_id.map(|id| id.index));
             load_snapshot_file(&store, &disk, &current, &meta_owned)?;
+            crate::disk::release_free_memory();
             remove_orphan_chunks(&store, &chunks, orphan_age_min)
         })
         .await
