@@ -33,6 +33,47 @@ const CACHE_BYTES_MAX: u64 = 128 * 1024 * 1024;
 const SEGMENT_BYTES: usize = 16 * 1024 * 1024;
 const _: () = assert!(crate::limits::BATCH_BYTES_MAX <= SEGMENT_BYTES / 4);
 
+/// Writes per round of epoch collection in [`reclaim_retired`]: a sled write
+/// retires a few objects (the node version it replaced, now and then a write
+/// buffer), and a round frees up to 8 bags of 64, so 16 writes a round leaves a
+/// wide margin.
+const RECLAIM_WRITES_PER_ROUND: usize = 16;
+/// Most rounds one call runs (a batch of `SNAPSHOT_INSTALL_BATCH_RECORDS`).
+const RECLAIM_ROUNDS_MAX: usize = 64;
+
+/// Frees what sled has retired so far, after a batch of `writes` writes. sled 0.34
+/// does not free a replaced version of a tree node, an evicted page or a sealed
+/// write buffer (16 MiB here) itself: it hands them to `crossbeam-epoch`'s global
+/// collector, which frees at most 8 bags of 64 objects each time a thread's pin
+/// count reaches a multiple of 128. `apply_batch` pins once per batch, however
+/// large, so a bulk load retires far more than that frees. Measured on a 1 M-key
+/// install (256-byte values, cluster/bench-growth.sh): the learner held 1.7 GB,
+/// nearly all of it retired node versions and write buffers (heaptrack). Each
+/// round here pins afresh and flushes, so the epoch can advance between rounds
+/// and the expired bags are freed.
+pub fn reclaim_retired(writes: usize) {
+    let rounds = writes
+        .div_ceil(RECLAIM_WRITES_PER_ROUND)
+        .clamp(1, RECLAIM_ROUNDS_MAX);
+    for _ in 0..rounds {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+/// Hands the allocator's free pages back to the system (glibc's `malloc_trim`):
+/// after a pass over the whole tree (a snapshot built or installed) the memory
+/// sled paged in and out is free again but scattered over glibc's per-thread
+/// arenas, which keep it. Measured on a 1 M-key node (cluster/bench-growth.sh):
+/// each snapshot build left RSS about 150 MiB higher with a live heap of under
+/// 300 MiB (heaptrack). A no-op with other C libraries.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[derive(Clone)]
 pub struct Disk {
     pub db: sled::Db,

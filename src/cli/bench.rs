@@ -28,6 +28,9 @@ pub enum Op {
     Put,
     Get,
     Mixed,
+    /// Every key of `--keys` put once, the clients taking turns over them; ends when
+    /// all are written (or at `--duration`): loads a data set of a known size.
+    Fill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -171,7 +174,7 @@ async fn bench_kv(
         Err(e) => return Err(e.into()),
     }
     let value = vec![b'x'; args.value_size];
-    if args.op != Op::Put {
+    if matches!(args.op, Op::Get | Op::Mixed) {
         for key in 0..args.keys {
             setup
                 .put(BENCH_NAMESPACE, key_name(key).as_bytes(), &value)
@@ -183,18 +186,10 @@ async fn bench_kv(
     let mut tasks = Vec::with_capacity(args.clients);
     for worker in 0..args.clients {
         let client = cairn_client(endpoints, token)?;
-        let (op, consistency, keys, value) = (args.op, args.consistency, args.keys, value.clone());
+        let walk = KeyWalk::new(worker as u64, args.clients as u64, args.op, args.keys);
+        let (consistency, value) = (args.consistency, value.clone());
         tasks.push(tokio::spawn(async move {
-            run_worker(
-                client,
-                worker as u64,
-                op,
-                consistency,
-                keys,
-                value,
-                started + duration,
-            )
-            .await
+            run_worker(client, walk, consistency, value, started + duration).await
         }));
     }
     let mut results = Vec::with_capacity(tasks.len());
@@ -211,10 +206,8 @@ pub(super) fn key_name(key: u64) -> String {
 
 async fn run_worker(
     client: Client,
-    worker: u64,
-    op: Op,
+    mut walk: KeyWalk,
     consistency: Consistency,
-    keys: u64,
     value: Vec<u8>,
     until: Instant,
 ) -> WorkerResult {
@@ -223,9 +216,10 @@ async fn run_worker(
         Consistency::Stale => ReadConsistency::Stale,
     };
     let mut result = WorkerResult::default();
-    let mut walk = KeyWalk::new(worker, op, keys);
     while Instant::now() < until {
-        let (key, is_put) = walk.next_op();
+        let Some((key, is_put)) = walk.next_op() else {
+            break;
+        };
         let key = key_name(key);
         let start = Instant::now();
         let ok = if is_put {
@@ -250,26 +244,38 @@ pub(super) struct KeyWalk {
     i: u64,
     op: Op,
     keys: u64,
+    /// `Fill`: the number of clients, each taking every `stride`-th key.
+    stride: u64,
 }
 
 impl KeyWalk {
-    pub(super) fn new(worker: u64, op: Op, keys: u64) -> Self {
+    pub(super) fn new(worker: u64, clients: u64, op: Op, keys: u64) -> Self {
         KeyWalk {
-            i: worker.wrapping_mul(7919),
+            i: match op {
+                Op::Fill => worker,
+                _ => worker.wrapping_mul(7919),
+            },
             op,
             keys: keys.max(1),
+            stride: clients.max(1),
         }
     }
 
-    /// The next key index and whether the operation is a put.
-    pub(super) fn next_op(&mut self) -> (u64, bool) {
+    /// The next key index and whether the operation is a put; `None` once a fill
+    /// has written its share of the keys.
+    pub(super) fn next_op(&mut self) -> Option<(u64, bool)> {
+        if self.op == Op::Fill {
+            let key = self.i;
+            self.i = self.i.saturating_add(self.stride);
+            return (key < self.keys).then_some((key, true));
+        }
         self.i = self.i.wrapping_add(1);
         let is_put = match self.op {
-            Op::Put => true,
+            Op::Put | Op::Fill => true,
             Op::Get => false,
             Op::Mixed => self.i.is_multiple_of(2),
         };
-        (self.i % self.keys, is_put)
+        Some((self.i % self.keys, is_put))
     }
 }
 
@@ -345,5 +351,25 @@ pub fn report(
         latency_ms_p90: pct(0.90),
         latency_ms_p99: pct(0.99),
         latency_ms_max: pct(1.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_writes_every_key_once_across_its_clients() {
+        let clients = 3;
+        let mut seen = Vec::new();
+        for worker in 0..clients {
+            let mut walk = KeyWalk::new(worker, clients, Op::Fill, 10);
+            while let Some((key, is_put)) = walk.next_op() {
+                assert!(is_put);
+                seen.push(key);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
     }
 }

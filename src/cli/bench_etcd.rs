@@ -45,7 +45,7 @@ pub async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Resul
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     let mut setup = connect(endpoints).await?.kv_client();
     let value = vec![b'x'; args.value_size];
-    if args.op != Op::Put {
+    if matches!(args.op, Op::Get | Op::Mixed) {
         for key in 0..args.keys {
             setup.put(etcd_key(key), value.clone(), None).await?;
         }
@@ -61,18 +61,10 @@ pub async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Resul
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.clients);
     for (worker, client) in clients.into_iter().enumerate() {
-        let (op, consistency, keys, value) = (args.op, args.consistency, args.keys, value.clone());
+        let walk = KeyWalk::new(worker as u64, args.clients as u64, args.op, args.keys);
+        let (consistency, value) = (args.consistency, value.clone());
         tasks.push(tokio::spawn(async move {
-            run_worker(
-                client,
-                worker as u64,
-                op,
-                consistency,
-                keys,
-                value,
-                started + duration,
-            )
-            .await
+            run_worker(client, walk, consistency, value, started + duration).await
         }));
     }
     let mut results = Vec::with_capacity(tasks.len());
@@ -86,10 +78,8 @@ pub async fn bench_kv(endpoints: &[String], args: &KvBenchArgs) -> anyhow::Resul
 /// One closed-loop client.
 async fn run_worker(
     mut client: KvClient,
-    worker: u64,
-    op: Op,
+    mut walk: KeyWalk,
     consistency: Consistency,
-    keys: u64,
     value: Vec<u8>,
     until: Instant,
 ) -> WorkerResult {
@@ -99,9 +89,10 @@ async fn run_worker(
     };
     let mut result = WorkerResult::default();
     // The same walk over the keys as the cairn workers.
-    let mut walk = KeyWalk::new(worker, op, keys);
     while Instant::now() < until {
-        let (key, is_put) = walk.next_op();
+        let Some((key, is_put)) = walk.next_op() else {
+            break;
+        };
         let key = etcd_key(key);
         let start = Instant::now();
         let ok = if is_put {

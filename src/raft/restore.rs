@@ -172,12 +172,14 @@ fn load(
                 in_batch += 1;
                 if in_batch == SNAPSHOT_INSTALL_BATCH_RECORDS {
                     tree.apply_batch(std::mem::take(&mut batch))?;
+                    crate::disk::reclaim_retired(in_batch);
                     in_batch = 0;
                 }
             }
             Item::Chunk { hash, data } => {
                 if in_batch > 0 {
                     tree.apply_batch(std::mem::take(&mut batch))?;
+                    crate::disk::reclaim_retired(in_batch);
                     in_batch = 0;
                 }
                 chunks
@@ -187,5 +189,6 @@ fn load(
         }
     }
     tree.apply_batch(batch)?;
+    crate::disk::reclaim_retired(in_batch);
     Ok(())
 }

@@ -361,14 +361,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         );
         let building = dir.join(BUILDING_FILE);
         let current = dir.join(CURRENT_FILE);
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let started = std::time::Instant::now();
+        let (records, bytes) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
             // The state must be on disk before the snapshot lets the log be purged.
             disk.sync_blocking()?;
             let header = bincode::serialize(&header).map_err(io::Error::other)?;
             let mut file = std::fs::File::create(&building)?;
-            snapshot::dump(store.tree(), &header, &mut file)?;
+            let records = snapshot::dump(store.tree(), &header, &mut file)?;
             file.sync_all()?;
-            durable::rename(&building, &current)
+            let bytes = file.metadata()?.len();
+            durable::rename(&building, &current)?;
+            crate::disk::release_free_memory();
+            Ok((records, bytes))
         })
         .await
         .map_err(snap_err)?
@@ -379,7 +383,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let file = tokio::fs::File::open(self.snapshots_dir.join(CURRENT_FILE))
             .await
             .map_err(snap_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        let build_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(snapshot = %meta.snapshot_id, records, bytes, build_ms, "built snapshot");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
@@ -495,6 +500,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let _gate = self.gate.lock().await;
+        let started = std::time::Instant::now();
+        tracing::info!(snapshot = %meta.snapshot_id, "installing snapshot");
         let mut received = snapshot.into_std().await;
         let (store, disk, meta_owned) = (self.store.clone(), self.disk.clone(), meta.clone());
         let (chunks, floor) = (self.chunks.clone(), self.floor.clone());
@@ -524,12 +531,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             durable::rename(&installing, &current)?;
             floor.raise(meta_owned.last_log_id.map(|id| id.index));
             load_snapshot_file(&store, &disk, &current, &meta_owned)?;
+            crate::disk::release_free_memory();
             remove_orphan_chunks(&store, &chunks, orphan_age_min)
         })
         .await
         .map_err(snap_err)?
         .map_err(snap_err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        let install_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(snapshot = %meta.snapshot_id, install_ms, "installed snapshot");
         // Still under the gate: entries after the snapshot may name these chunks.
         let missing = chunk_fetch::fetch_missing(
             &self.store,

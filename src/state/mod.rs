@@ -257,9 +257,15 @@ impl Store {
     /// Commits an apply batch atomically (data, sessions and `last_applied` together),
     /// never while a [`ReadView`] is open.
     pub fn commit(&self, txn: Txn<'_>) -> sled::Result<()> {
+        let writes = txn.write_count();
         let batch = txn.into_batch();
-        let _no_reads = self.commits.write().unwrap_or_else(|p| p.into_inner());
-        self.tree.apply_batch(batch)
+        {
+            let _no_reads = self.commits.write().unwrap_or_else(|p| p.into_inner());
+            self.tree.apply_batch(batch)?;
+        }
+        // Outside the lock: reads need not wait for sled's garbage.
+        crate::disk::reclaim_retired(writes);
+        Ok(())
     }
 
     pub fn meta(&self, name: &str) -> sled::Result<Option<Vec<u8>>> {

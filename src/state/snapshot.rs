@@ -11,8 +11,10 @@
 //! A file cut anywhere — even exactly at a record boundary — or damaged anywhere
 //! fails [`verify`] and [`load`]: without the trailer a shorter file would load as
 //! a smaller, "complete" state. Dumping walks the tree once; loading replaces the
-//! tree in batches of `SNAPSHOT_INSTALL_BATCH_RECORDS`, so neither side holds the
-//! whole state in memory. The caller guarantees no apply runs meanwhile.
+//! tree in batches of `SNAPSHOT_INSTALL_BATCH_RECORDS` (clearing it in batches too)
+//! and frees what sled retired after each (`disk::reclaim_retired`), so neither
+//! side holds the whole state in memory. The caller guarantees no apply runs
+//! meanwhile.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 
@@ -260,7 +262,7 @@ impl<R: Read> Records<R> {
 /// partly replaced.
 pub fn load(tree: &sled::Tree, input: impl Read, skip: impl Fn(&[u8]) -> bool) -> io::Result<u64> {
     let (mut reader, _header) = Reader::open(input)?;
-    tree.clear().map_err(io::Error::other)?;
+    clear(tree)?;
     let mut batch = sled::Batch::default();
     let mut in_batch = 0usize;
     let mut count = 0u64;
@@ -274,11 +276,33 @@ pub fn load(tree: &sled::Tree, input: impl Read, skip: impl Fn(&[u8]) -> bool) -
         if in_batch == SNAPSHOT_INSTALL_BATCH_RECORDS {
             tree.apply_batch(std::mem::take(&mut batch))
                 .map_err(io::Error::other)?;
+            crate::disk::reclaim_retired(in_batch);
             in_batch = 0;
         }
     }
     tree.apply_batch(batch).map_err(io::Error::other)?;
+    crate::disk::reclaim_retired(in_batch);
     Ok(count)
+}
+
+/// Removes every key of `tree`, in batches of `SNAPSHOT_INSTALL_BATCH_RECORDS`:
+/// sled's own `clear` removes one key at a time and frees nothing in between (see
+/// `disk::reclaim_retired`), which on a node that holds a large state costs as much
+/// memory as loading it.
+fn clear(tree: &sled::Tree) -> io::Result<()> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0usize;
+        for key in tree.iter().keys().take(SNAPSHOT_INSTALL_BATCH_RECORDS) {
+            batch.remove(key.map_err(io::Error::other)?);
+            in_batch += 1;
+        }
+        if in_batch == 0 {
+            return Ok(());
+        }
+        tree.apply_batch(batch).map_err(io::Error::other)?;
+        crate::disk::reclaim_retired(in_batch);
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +333,21 @@ mod tests {
         let a: Vec<_> = source.iter().map(|r| r.unwrap()).collect();
         let b: Vec<_> = target.iter().map(|r| r.unwrap()).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn load_removes_more_stale_keys_than_one_batch() {
+        let (db, source) = sample(10);
+        let target = db.open_tree("b").unwrap();
+        let stale = 2 * SNAPSHOT_INSTALL_BATCH_RECORDS + 7;
+        for i in 0..stale {
+            target.insert(format!("stale-{i:06}"), b"gone").unwrap();
+        }
+        let mut file = Vec::new();
+        dump(&source, b"meta", &mut file).unwrap();
+        assert_eq!(load(&target, &file[..], |_| false).unwrap(), 10);
+        assert_eq!(target.len(), 10);
+        assert!(target.scan_prefix(b"stale-").next().is_none());
     }
 
     #[test]

@@ -256,6 +256,11 @@ impl<'a> Txn<'a> {
         Ok(None)
     }
 
+    /// Keys this transaction writes or removes.
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
     pub fn into_batch(self) -> sled::Batch {
         let mut batch = sled::Batch::default();
         for (k, v) in self.writes {
